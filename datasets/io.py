@@ -1,0 +1,189 @@
+"""Image I/O shared by every part of fusedet: folders of IR/VIS pairs matched by stem.
+
+Conventions (those of the fusion literature):
+- images are returned as float32 in [0, 1]; 8-bit values are divided by 255, 16-bit by 65535;
+- IR is one channel: a colour or 3-equal-channel IR file is reduced with the BT.601 luma weights;
+- VIS is RGB (H x W x 3); a gray visible file is replicated to three channels;
+- an alpha channel is dropped.
+Every failure raises :class:`fusedet.errors.InputError` with the offending path(s) in the message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusedet.datasets.color import rgb_to_gray, rgb_to_ycbcr
+from fusedet.errors import InputError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Map stem -> path for every image in `folder` (not recursive), sorted by stem.
+
+    Raises InputError if the folder does not exist, holds no image, or holds two images
+    with the same stem (``a.png`` and ``a.jpg``), which would make matching by stem ambiguous.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        if path.stem in found:
+            raise InputError(f"{folder}: two images share the stem {path.stem!r}: {found[path.stem].name}, {path.name}")
+        found[path.stem] = path
+    if not found:
+        raise InputError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return dict(sorted(found.items()))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one image as float32 in [0, 1]: H x W for gray files, H x W x 3 RGB for colour ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None or image.size == 0:
+        raise InputError(f"{path}: unreadable or corrupt image file")
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype == np.uint16:
+        scale = 65535.0
+    elif image.dtype in (np.float32, np.float64):
+        scale = 1.0
+    else:
+        raise InputError(f"{path}: unsupported pixel type {image.dtype} (8-bit, 16-bit or float images only)")
+    image = image.astype(np.float32) / np.float32(scale)
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 1:
+            image = image[:, :, 0]
+        elif channels == 2:  # gray + alpha
+            image = image[:, :, 0]
+        elif channels in (3, 4):
+            image = np.ascontiguousarray(image[:, :, 2::-1])  # BGR(A) -> RGB
+        else:
+            raise InputError(f"{path}: unsupported number of channels ({channels})")
+    if not np.isfinite(image).all():
+        raise InputError(f"{path}: image holds non-finite values")
+    return np.clip(image, 0.0, 1.0)
+
+
+def read_ir(path: str | os.PathLike) -> np.ndarray:
+    """Read an infrared image as one channel (H x W, float32 in [0, 1])."""
+    image = read_image(path)
+    return rgb_to_gray(image) if image.ndim == 3 else image
+
+
+def read_vis(path: str | os.PathLike) -> np.ndarray:
+    """Read a visible image as RGB (H x W x 3, float32 in [0, 1]); gray files are replicated."""
+    image = read_image(path)
+    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An aligned IR/VIS pair: `ir` is H x W, `vis` is H x W x 3 RGB, both float32 in [0, 1]."""
+
+    stem: str
+    ir: np.ndarray
+    vis: np.ndarray
+    ir_path: Path
+    vis_path: Path
+
+    @property
+    def vis_y(self) -> np.ndarray:
+        """The visible image's BT.601 luma (Y of YCbCr), H x W."""
+        return rgb_to_ycbcr(self.vis)[..., 0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.ir.shape[0], self.ir.shape[1]
+
+
+class PairFolder:
+    """IR and VIS folders whose images are matched by stem.
+
+    Construction checks that both folders hold images and that every stem has a partner;
+    a missing partner raises InputError naming the lonely files.
+    """
+
+    def __init__(self, ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> None:
+        self.ir_dir, self.vis_dir = Path(ir_dir), Path(vis_dir)
+        self.ir_files = list_images(self.ir_dir)
+        self.vis_files = list_images(self.vis_dir)
+        lonely_ir = [str(self.ir_files[s]) for s in self.ir_files if s not in self.vis_files]
+        lonely_vis = [str(self.vis_files[s]) for s in self.vis_files if s not in self.ir_files]
+        if lonely_ir or lonely_vis:
+            parts = []
+            if lonely_ir:
+                parts.append(f"no visible partner in {self.vis_dir} for: {_few(lonely_ir)}")
+            if lonely_vis:
+                parts.append(f"no infrared partner in {self.ir_dir} for: {_few(lonely_vis)}")
+            raise InputError("unpaired images: " + "; ".join(parts))
+        self.stems: list[str] = list(self.ir_files)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __iter__(self):
+        return (self.read(stem) for stem in self.stems)
+
+    def read(self, stem: str) -> Pair:
+        """Read the pair `stem`; different IR/VIS sizes raise InputError naming both files."""
+        if stem not in self.ir_files:
+            raise InputError(f"no pair with stem {stem!r} in {self.ir_dir} / {self.vis_dir}")
+        return read_pair(self.ir_files[stem], self.vis_files[stem], stem)
+
+
+def read_pair(ir_path: str | os.PathLike, vis_path: str | os.PathLike, stem: str | None = None) -> Pair:
+    """Read one IR/VIS pair from two files and check that their sizes agree."""
+    ir_path, vis_path = Path(ir_path), Path(vis_path)
+    ir, vis = read_ir(ir_path), read_vis(vis_path)
+    if ir.shape[:2] != vis.shape[:2]:
+        raise InputError(
+            f"pair {stem or ir_path.stem!r} has different sizes: {ir_path} is {ir.shape[1]}x{ir.shape[0]}, "
+            f"{vis_path} is {vis.shape[1]}x{vis.shape[0]} (W x H); register/resize the pair first"
+        )
+    return Pair(stem or ir_path.stem, ir, vis, ir_path, vis_path)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8 with rounding (the inverse of read_image for 8-bit files)."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a [0, 1] float (or uint8) gray/RGB image atomically (temp file + rename); format from suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    if pixels.ndim == 3:
+        pixels = np.ascontiguousarray(pixels[:, :, ::-1])  # RGB -> BGR for OpenCV
+    ok, encoded = cv2.imencode(path.suffix or ".png", pixels)
+    if not ok:
+        raise InputError(f"{path}: could not encode image as {path.suffix}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _few(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -1,0 +1,1 @@
+"""DMNet: dense multiscale fusion network with a diffusion module (Pan et al., IEEE IoT J. 2025)."""

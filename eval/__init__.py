@@ -1,0 +1,1 @@
+"""Fusion-quality metrics and detection AP (installed as `fusedet.eval`)."""

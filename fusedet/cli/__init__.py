@@ -1,0 +1,16 @@
+"""The `fusedet` command line: `fusedet --help` lists the commands."""
+
+from __future__ import annotations
+
+from fusedet.cli.app import app
+
+# Each module registers its command(s) on `app` when imported; heavy imports stay inside the commands.
+# (command modules are imported here, one line each)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]
