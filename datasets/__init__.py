@@ -1,6 +1,7 @@
 """Dataset readers and image I/O (installed as `fusedet.datasets`)."""
 
 from fusedet.datasets.color import replace_luma, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from fusedet.datasets.demo import generate_demo
 from fusedet.datasets.io import (
     IMAGE_EXTENSIONS,
     Pair,
@@ -13,12 +14,20 @@ from fusedet.datasets.io import (
     to_uint8,
     write_image,
 )
+from fusedet.datasets.records import DatasetWarnings, DetectionDataset, DetectionRecord
+from fusedet.datasets.registry import DATASETS, load_dataset
 
 __all__ = [
+    "DATASETS",
+    "DatasetWarnings",
+    "DetectionDataset",
+    "DetectionRecord",
     "IMAGE_EXTENSIONS",
     "Pair",
     "PairFolder",
+    "generate_demo",
     "list_images",
+    "load_dataset",
     "read_image",
     "read_ir",
     "read_pair",

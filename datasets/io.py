@@ -11,13 +11,13 @@ Every failure raises :class:`fusedet.errors.InputError` with the offending path(
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from fusedet.datasets.atomic import write_bytes_atomic
 from fusedet.datasets.color import rgb_to_gray, rgb_to_ycbcr
 from fusedet.errors import InputError
 
@@ -166,21 +166,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a [0, 1] float (or uint8) gray/RGB image atomically (temp file + rename); format from suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
     if pixels.ndim == 3:
         pixels = np.ascontiguousarray(pixels[:, :, ::-1])  # RGB -> BGR for OpenCV
     ok, encoded = cv2.imencode(path.suffix or ".png", pixels)
     if not ok:
         raise InputError(f"{path}: could not encode image as {path.suffix}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, encoded.tobytes())
     return path
 
 

@@ -11,12 +11,13 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.markup import escape as rich_escape
 from rich.table import Table
+
+from fusedet.datasets.atomic import write_text_atomic
 
 
 @dataclass
@@ -127,21 +128,6 @@ class ResultTable:
             write_text_atomic(out / f"{stem}.md", self.to_markdown()),
             write_text_atomic(out / f"{stem}.tex", self.to_latex()),
         ]
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _present(value) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -104,6 +106,9 @@ def test_write_image_is_atomic_and_readable(tmp_path):
     img = np.random.default_rng(6).random((8, 8, 3)).astype(np.float32)
     path = write_image(tmp_path / "sub" / "x.png", img)
     assert [p.name for p in path.parent.iterdir()] == ["x.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     np.testing.assert_allclose(read_image(path), np.rint(img * 255) / 255, atol=1e-6)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fusedet.cli.app import app
 
 # Each module registers its command(s) on `app` when imported; heavy imports stay inside the commands.
-# (command modules are imported here, one line each)
+import fusedet.cli.metrics_cmd  # noqa: E402,F401
 
 
 def main() -> None:

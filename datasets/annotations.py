@@ -1,0 +1,92 @@
+"""From raw annotations to a DetectionRecord: class-name matching, box clipping, warning counts.
+
+Every reader (M3FD, MSRS, LLVIP, demo) funnels its objects through :func:`make_record`, so all of
+them treat odd input the same way:
+- a class name is matched case-insensitively, ignoring spaces, ``_`` and ``-``, against the dataset's
+  canonical names and their aliases; an unknown name is skipped and counted in
+  ``warnings.unknown_classes`` (name as written -> instances);
+- a box reaching outside the image is clipped to it and counted in ``warnings.clipped_boxes`` (an
+  overshoot below :data:`CLIP_TOLERANCE` pixels, the rounding noise of normalised YOLO labels, is
+  clipped without being counted);
+- a box that is empty after clipping (width or height <= 0, including inverted corners) is dropped
+  and counted in ``warnings.dropped_boxes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fusedet.datasets.records import DatasetWarnings, DetectionRecord
+
+CLIP_TOLERANCE = 0.01  # pixels
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
+
+
+class ClassMap:
+    """Canonical class names (their order gives category ids) plus accepted aliases."""
+
+    def __init__(self, classes: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
+        self.classes: list[str] = list(classes)
+        self._lookup: dict[str, str] = {_norm(c): c for c in self.classes}
+        for alias, target in (aliases or {}).items():
+            if target not in self.classes:
+                raise ValueError(f"alias {alias!r} points to {target!r}, which is not one of {self.classes}")
+            self._lookup.setdefault(_norm(alias), target)
+
+    def canonical(self, name: str) -> str | None:
+        """The canonical name for `name`, or None if it is neither a class nor an alias."""
+        return self._lookup.get(_norm(name))
+
+
+def make_record(
+    *,
+    stem: str,
+    ir_path: Path,
+    vis_path: Path,
+    width: int,
+    height: int,
+    objects: Iterable[tuple[str, float, float, float, float]],
+    split: str,
+    class_map: ClassMap,
+    warnings: DatasetWarnings,
+) -> DetectionRecord:
+    """Build one record from (name, x1, y1, x2, y2) pixel boxes, updating `warnings` in place."""
+    boxes: list[tuple[float, float, float, float]] = []
+    labels: list[str] = []
+    for name, x1, y1, x2, y2 in objects:
+        label = class_map.canonical(name)
+        if label is None:
+            warnings.unknown_classes[name] += 1
+            continue
+        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+        cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+        if cx2 <= cx1 or cy2 <= cy1:
+            warnings.dropped_boxes += 1
+            continue
+        if max(abs(cx1 - x1), abs(cy1 - y1), abs(cx2 - x2), abs(cy2 - y2)) > CLIP_TOLERANCE:
+            warnings.clipped_boxes += 1
+        boxes.append((cx1, cy1, cx2, cy2))
+        labels.append(label)
+    return DetectionRecord(
+        stem=stem,
+        ir_path=Path(ir_path),
+        vis_path=Path(vis_path),
+        width=int(width),
+        height=int(height),
+        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        labels=tuple(labels),
+        split=split,
+    )
+
+
+def few(items: Sequence[str], limit: int = 5) -> str:
+    """'a, b, c and 7 more': a short list for messages."""
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

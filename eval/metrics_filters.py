@@ -1,0 +1,163 @@
+"""Image filters behind the fusion metrics: separable 'valid' correlation, exact box sums, the metrics'
+Gaussian windows and the zero-padded Sobel responses of Qabf. Tensors with any leading batch axes.
+
+Two backends for the separable filters, chosen by device:
+
+- CPU: OpenCV's ``sepFilter2D`` / ``boxFilter`` on each 2-D map (SIMD, float64 accumulation for float64
+  input), cropped to the 'valid' region. Measured on 2 cores, a 17-tap float64 filter of a 576 x 768
+  map takes ~2 ms this way against ~8 ms with banded GEMMs and 40+ ms with torch's single-channel conv2d.
+- other devices (CUDA): banded matrix products. A 1-D 'valid' correlation with k taps is a product with a
+  banded (Toeplitz) matrix; cutting the axis into blocks of b samples, output block j needs only input
+  blocks j and j+1, so a filter pass is two dense GEMMs (b x b and (k-1) x b) plus one addition.
+
+float64 is what VIF's local variances need (its thresholds sit at 1e-10).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+BLOCK = 64  # samples per block; >= k - 1 for every window used here (17 at most)
+
+
+def matlab_gaussian_taps(size: int, sigma: float) -> tuple[float, ...]:
+    """1-D taps whose outer product is MATLAB's ``fspecial('gaussian', size, sigma)``.
+
+    fspecial builds exp(-(x^2 + y^2) / (2 sigma^2)) on a size x size grid, zeroes entries below
+    ``eps * max`` and normalises the sum to 1. The 2-D window is then the outer product of the
+    normalised 1-D Gaussian, as long as the eps cut removes nothing; that holds for every window the
+    metrics use (the smallest corner entry, exp(-2 * 8^2 / (2 * 3.4^2)) ~ 4e-3 for VIF's 17 x 17 at
+    sigma 3.4, is far above eps) and is checked here.
+    """
+    half = (size - 1) / 2.0
+    g = [math.exp(-((i - half) ** 2) / (2.0 * sigma * sigma)) for i in range(size)]
+    if min(g) ** 2 < 2.220446049250313e-16 * max(g) ** 2:  # pragma: no cover - not reached by the metrics
+        raise ValueError(f"fspecial would truncate a {size}x{size} Gaussian of sigma {sigma}: not separable")
+    total = sum(g)
+    return tuple(v / total for v in g)
+
+
+def msssim_gaussian_taps(size: int = 11, sigma: float = 1.5) -> tuple[float, ...]:
+    """The 1-D window of pytorch_msssim (coordinates i - size // 2, normalised to sum 1)."""
+    g = [math.exp(-((i - size // 2) ** 2) / (2.0 * sigma * sigma)) for i in range(size)]
+    total = sum(g)
+    return tuple(v / total for v in g)
+
+
+@lru_cache(maxsize=64)
+def _band(taps: tuple[float, ...], block: int, stride: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M0, M1): block x (block // stride) and (k-1) x (block // stride) pieces of the banded matrix.
+
+    out[j*block + t*stride] = sum_s x[j*block + s] M0[s, t] + sum_s x[(j+1)*block + s] M1[s, t].
+    """
+    k = len(taps)
+    w = torch.tensor((0.0,) + taps, dtype=torch.float64)  # index 0 = "outside the window"
+    s = torch.arange(block).view(-1, 1)
+    t = (torch.arange(block // stride) * stride).view(1, -1)
+    d0, d1 = s - t, s + block - t
+    m0 = w[torch.where((d0 >= 0) & (d0 < k), d0 + 1, 0)]
+    m1 = w[torch.where((d1 >= 0) & (d1 < k), d1 + 1, 0)][: k - 1]
+    return m0.to(device=device, dtype=dtype), m1.to(device=device, dtype=dtype).contiguous()
+
+
+def _blocks(length: int, k: int, stride: int, block: int) -> tuple[int, int]:
+    """(number of output blocks, number of valid outputs) for a 'valid' filter of k taps."""
+    valid = length - k + 1
+    if valid < 1:
+        raise ValueError(f"signal of length {length} is shorter than the {k}-tap window")
+    return -(-valid // block), -(-valid // stride)
+
+
+def correlate_last(x: torch.Tensor, taps: tuple[float, ...], stride: int = 1, block: int = BLOCK) -> torch.Tensor:
+    """'valid' correlation along the last axis, keeping every `stride`-th output (starting at the first)."""
+    k = len(taps)
+    nb, n_out = _blocks(x.shape[-1], k, stride, block)
+    m0, m1 = _band(taps, block, stride, x.dtype, str(x.device))
+    total = (nb + 1) * block
+    xp = F.pad(x, (0, total - x.shape[-1])) if total > x.shape[-1] else x[..., :total]
+    xb = xp.reshape(*x.shape[:-1], nb + 1, block)
+    y = xb @ m0
+    y2 = xb[..., 1:, : k - 1] @ m1
+    out = y[..., :nb, :] + y2
+    return out.reshape(*x.shape[:-1], nb * (block // stride))[..., :n_out]
+
+
+def correlate_rows(x: torch.Tensor, taps: tuple[float, ...], stride: int = 1, block: int = BLOCK) -> torch.Tensor:
+    """'valid' correlation along the second-to-last axis (image rows), keeping every `stride`-th output row."""
+    k = len(taps)
+    nb, n_out = _blocks(x.shape[-2], k, stride, block)
+    m0, m1 = _band(taps, block, stride, x.dtype, str(x.device))
+    total = (nb + 1) * block
+    xp = F.pad(x, (0, 0, 0, total - x.shape[-2])) if total > x.shape[-2] else x[..., :total, :]
+    xb = xp.reshape(*x.shape[:-2], nb + 1, block, x.shape[-1])
+    y = m0.mT @ xb[..., :nb, :, :]
+    y += m1.mT @ xb[..., 1:, : k - 1, :]
+    return y.reshape(*x.shape[:-2], nb * (block // stride), x.shape[-1])[..., :n_out, :]
+
+
+def filter2d_valid(x: torch.Tensor, taps: tuple[float, ...], stride: int = 1) -> torch.Tensor:
+    """Separable 2-D 'valid' correlation of the last two axes with the window outer(taps, taps).
+
+    With symmetric taps (all windows here) this equals 2-D convolution, e.g. ``scipy.signal.convolve2d(x,
+    win, 'valid')``. ``stride=2`` keeps every second row and column from the first, i.e. ``[::2, ::2]``.
+    CPU tensors go through OpenCV's separable filter (SIMD, float64 accumulation for float64 input);
+    other devices through banded GEMMs. The result may be a strided view.
+    """
+    if x.device.type == "cpu":
+        return _filter2d_opencv(x, taps, stride)
+    return correlate_rows(correlate_last(x, taps, stride), taps, stride)
+
+
+def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> torch.Tensor:
+    k, (h, w) = len(taps), x.shape[-2:]
+    if h < k or w < k:
+        raise ValueError(f"{w}x{h} image is smaller than the {k}x{k} window")
+    kernel = np.asarray(taps, dtype=np.float64)
+    src = x.detach().reshape(-1, h, w).numpy()
+    out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
+    dst = out.numpy()
+    for i in range(src.shape[0]):
+        cv2.sepFilter2D(np.ascontiguousarray(src[i]), -1, kernel, kernel, dst=dst[i], borderType=cv2.BORDER_CONSTANT)
+    half = k // 2
+    valid = out[:, half : h - half, half : w - half][:, ::stride, ::stride]
+    return valid.reshape(*x.shape[:-2], *valid.shape[-2:])
+
+
+def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums over every size x size window that lies inside the image ('valid'), for the last two axes.
+
+    Returns the input's dtype (int32 or float64); exact for integer images whose window sums fit that
+    dtype: OpenCV's unnormalised box filter (running sums) on CPU, float64 banded GEMMs elsewhere.
+    """
+    if x.device.type != "cpu":
+        return filter2d_valid(x.to(torch.float64), (1.0,) * size).round_().to(x.dtype)
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"{w}x{h} image is smaller than the {size}x{size} window")
+    src = x.detach().reshape(-1, h, w).numpy()
+    out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
+    dst = out.numpy()
+    for i in range(src.shape[0]):
+        cv2.boxFilter(np.ascontiguousarray(src[i]), -1, (size, size), dst=dst[i], normalize=False, borderType=cv2.BORDER_CONSTANT)
+    half = size // 2
+    return out[:, half : h - half, half : w - half].reshape(*x.shape[:-2], h - 2 * half, w - 2 * half)
+
+
+def sobel_same(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel responses (gx, gy) as in ``scipy.signal.convolve2d(x, h, mode='same')`` (zero padding).
+
+    The kernels are convolved (flipped): gx with [[-1,0,1],[-2,0,2],[-1,0,1]], gy with
+    [[1,2,1],[0,0,0],[-1,-2,-1]], as Xydeas-Petrovic Qabf code does. Exact for integer images.
+    """
+    xp = F.pad(x, (1, 1, 1, 1))
+    d = xp[..., :, :-2] - xp[..., :, 2:]  # flipped [-1, 0, 1] along columns
+    gx = d[..., :-2, :] + 2 * d[..., 1:-1, :] + d[..., 2:, :]
+    s = xp[..., :, :-2] + 2 * xp[..., :, 1:-1] + xp[..., :, 2:]
+    gy = s[..., 2:, :] - s[..., :-2, :]  # flipped [1, 0, -1] along rows
+    return gx, gy

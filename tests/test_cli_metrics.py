@@ -1,0 +1,205 @@
+"""`fusedet metrics` on three small TNO pairs: outputs, subsets, resuming, and every bad input giving one
+clear error line (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fusedet.cli import app
+from fusedet.eval.fusion_metrics import METRIC_NAMES, TABLE_ORDER
+from fusedet.eval.metrics_folders import plan_folders, score_folders
+
+STEMS = ("07", "19", "20")  # the smallest TNO pairs (256x256, 360x270)
+runner = CliRunner()
+
+
+@pytest.fixture()
+def tno(shared_data, tmp_path):
+    """ir/, vi/, mean/, max/ folders holding the three pairs (copies in tmp_path), and the golden values."""
+    folders = {"ir": "tno/ir", "vi": "tno/vi", "mean": "golden_fused/tno_mean", "max": "golden_fused/tno_max"}
+    for name, src in folders.items():
+        (tmp_path / name).mkdir()
+        for stem in STEMS:
+            shutil.copy(shared_data / src / f"{stem}.png", tmp_path / name / f"{stem}.png")
+    golden = {n: next(iter(json.loads((shared_data / f"golden_fused/tno_{n}.json").read_text()).values())) for n in ("mean", "max")}
+    return tmp_path, golden
+
+
+def _run(*args: str):
+    return runner.invoke(app, ["metrics", *map(str, args)])
+
+
+def _base(root):
+    return ["--ir", root / "ir", "--vis", root / "vi", "--device", "cpu"]
+
+
+def test_two_methods_write_all_outputs_with_golden_values(tno):
+    root, golden = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"mean={root / 'mean'}", "--fused", f"max={root / 'max'}", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"metrics.csv", "metrics.md", "metrics.tex", "metrics.json"}
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc) == ["mean", "max"]
+    for name in ("mean", "max"):
+        assert list(doc[name]) == ["mean", "per_image"]
+        assert list(doc[name]["mean"]) == list(METRIC_NAMES)
+        assert list(doc[name]["per_image"]) == list(STEMS)
+        for stem in STEMS:
+            for m in METRIC_NAMES:
+                expected = golden[name]["per_image"][stem][m]
+                assert abs(doc[name]["per_image"][stem][m] - expected) <= 1e-3 * abs(expected), (name, stem, m)
+        for m in METRIC_NAMES:
+            mean = sum(golden[name]["per_image"][s][m] for s in STEMS) / len(STEMS)
+            assert doc[name]["mean"][m] == pytest.approx(mean, rel=1e-3)
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert header == "Method," + ",".join(TABLE_ORDER)
+    md = (out / "metrics.md").read_text()
+    assert "**" in md and "<u>" in md  # best bold, second underlined
+    assert "\\textbf{" in (out / "metrics.tex").read_text()
+    assert "MI" in result.output and "mean" in result.output and "max" in result.output
+
+
+def test_metric_subset_writes_only_those_keys(tno):
+    root, _ = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"max={root / 'max'}", "--metrics", "ssim,EN,Qabf", "--out", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["max"]["mean"]) == ["EN", "Qabf", "SSIM"]
+    assert list(doc["max"]["per_image"]["07"]) == ["EN", "Qabf", "SSIM"]
+    assert (out / "metrics.csv").read_text().splitlines()[0] == "Method,EN,Qabf,SSIM"
+
+
+def test_fused_files_match_by_stem_in_any_format_and_small_images_note_ms_ssim(tno):
+    root, golden = tno
+    jpg = root / "as_bmp"
+    jpg.mkdir()
+    for stem in STEMS:  # lossless BMP copies of the max fusion must give the PNG's values
+        cv2.imwrite(str(jpg / f"{stem}.bmp"), cv2.imread(str(root / "max" / f"{stem}.png")))
+    small = root / "small"
+    for sub in ("ir", "vi", "f"):
+        (small / sub).mkdir(parents=True)
+        for i, stem in enumerate(("a", "b")):
+            img = np.random.default_rng(i + len(sub)).integers(0, 256, (120, 150), dtype=np.uint8)
+            cv2.imwrite(str(small / sub / f"{stem}.png"), img)
+    result = _run(*_base(root), "--fused", f"bmp={jpg}", "--metrics", "EN,VIF")
+    assert result.exit_code == 0, result.output
+    result = _run("--ir", small / "ir", "--vis", small / "vi", "--fused", f"x={small / 'f'}", "--out", small / "out", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((small / "out" / "metrics.json").read_text())
+    assert doc["x"]["per_image"]["a"]["MS-SSIM"] is None and doc["x"]["mean"]["MS-SSIM"] is None
+    assert not math.isnan(doc["x"]["mean"]["VIF"])
+    assert "MS-SSIM is undefined for 2 of 2 images" in result.output
+
+
+def test_journal_resumes_finished_pairs_and_redoes_changed_ones(tno):
+    root, _ = tno
+    plan = plan_folders(root / "ir", root / "vi", {"max": root / "max"}, metrics="EN,SD")
+    journal = root / "journal.jsonl"
+    seen = []
+    first = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
+    assert sorted(seen) == [(s, False) for s in STEMS]
+    seen.clear()
+    again = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
+    assert sorted(seen) == [(s, True) for s in STEMS] and again.per_image == first.per_image
+    img = cv2.imread(str(root / "max" / "19.png"))
+    cv2.imwrite(str(root / "max" / "19.png"), 255 - img)  # a changed fused file is scored again
+    seen.clear()
+    changed = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
+    assert dict(seen) == {"07": True, "19": False, "20": True}
+    assert changed.per_image["max"]["19"]["SD"] == pytest.approx(first.per_image["max"]["19"]["SD"])
+    assert changed.per_image["max"]["19"]["EN"] == pytest.approx(first.per_image["max"]["19"]["EN"])
+
+
+def _error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert any(line.startswith("error:") for line in lines), result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, (needle, result.output)
+
+
+def test_missing_partner(tno):
+    root, _ = tno
+    (root / "vi" / "20.png").unlink()
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), "20.png", "no visible partner")
+
+
+def test_ir_vis_size_mismatch(tno):
+    root, _ = tno
+    cv2.imwrite(str(root / "vi" / "19.png"), np.zeros((100, 90), np.uint8))
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), "19.png", "different sizes")
+
+
+def test_fused_size_mismatch(tno):
+    root, _ = tno
+    cv2.imwrite(str(root / "mean" / "07.png"), np.zeros((100, 90), np.uint8))
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), str(root / "mean" / "07.png"), "90x100")
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_corrupt_fused_file(tno, how):
+    root, _ = tno
+    path = root / "mean" / "19.png"
+    data = path.read_bytes()
+    path.write_bytes(b"not an image at all" if how == "garbage" else data[: len(data) // 3])
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), str(path))
+
+
+def test_empty_and_missing_folders(tno):
+    root, _ = tno
+    (root / "empty").mkdir()
+    _error(_run(*_base(root), "--fused", f"m={root / 'empty'}"), str(root / "empty"), "no images")
+    _error(_run(*_base(root), "--fused", f"m={root / 'nope'}"), str(root / "nope"), "not a folder")
+    _error(_run("--ir", root / "missing", "--vis", root / "vi", "--fused", f"m={root / 'mean'}"), str(root / "missing"))
+
+
+def test_fused_folder_missing_stems_names_them(tno):
+    root, _ = tno
+    (root / "mean" / "07.png").unlink()
+    (root / "mean" / "20.png").unlink()
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), str(root / "mean"), "missing stems 07, 20")
+
+
+@pytest.mark.parametrize(
+    ("fused", "needle"),
+    [(["nodir"], "expected NAME=DIR"), (["=x"], "expected NAME=DIR"), (["a="], "expected NAME=DIR"), (["a=x", "a=y"], "'a' is given twice")],
+)
+def test_bad_fused_specs(tno, fused, needle):
+    root, _ = tno
+    args = [a for spec in fused for a in ("--fused", spec)]
+    _error(_run(*_base(root), *args), needle)
+
+
+def test_images_too_small_for_vif_are_refused_before_scoring(tno):
+    root, _ = tno
+    for sub in ("ir", "vi", "mean"):
+        cv2.imwrite(str(root / sub / "20.png"), np.full((30, 50), 9, np.uint8))
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}"), "'20'", str(root / "ir" / "20.png"), "50x30 is too small for VIF")
+    assert _run(*_base(root), "--fused", f"m={root / 'mean'}", "--metrics", "EN,SSIM").exit_code == 0
+
+
+def test_unknown_metric_and_bad_out(tno):
+    root, _ = tno
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}", "--metrics", "EN,PSNR"), "unknown metric name(s): PSNR")
+    (root / "file.txt").write_text("x")
+    _error(_run(*_base(root), "--fused", f"m={root / 'mean'}", "--out", root / "file.txt"), "not a folder")
+
+
+def test_cuda_without_cuda(tno):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    root, _ = tno
+    _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "CUDA is not available")
