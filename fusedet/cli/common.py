@@ -38,7 +38,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EXPECTED_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to resume")

@@ -1,0 +1,31 @@
+"""DMNet decoder, the same in both stages (section III-F, equations 11-12).
+
+Hybrid transformer + CNN as in the authors' code (and CDDFuse's): Restormer block(s) at C channels,
+then 3x3 conv C -> C/2, LeakyReLU, 3x3 conv C/2 -> 1, sigmoid, so the output is an image in [0, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dmnet.config import DMNetConfig
+from dmnet.transformer import TransformerBlock
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: DMNetConfig) -> None:
+        super().__init__()
+        c = cfg.dim
+        self.blocks = nn.Sequential(
+            *(TransformerBlock(c, cfg.heads, cfg.ffn_expansion) for _ in range(cfg.decoder_blocks))
+        )
+        self.head = nn.Sequential(
+            nn.Conv2d(c, c // 2, 3, padding=1, bias=False),
+            nn.LeakyReLU(),
+            nn.Conv2d(c // 2, 1, 3, padding=1, bias=False),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """B x C x H x W features -> B x 1 x H x W image in [0, 1]."""
+        return torch.sigmoid(self.head(self.blocks(features)))

@@ -1,0 +1,80 @@
+"""The `dmnet` fuser: a trained DMNet checkpoint behind the Fuser interface (registered on import).
+
+``get_fuser("dmnet")`` loads the weights shipped in the package (fusedet/weights/dmnet_lite.pt, see its
+model card dmnet_lite.md); ``get_fuser("dmnet:PATH")`` loads a checkpoint written by
+``fusedet train-fuser``. Inference is stage II of the model (deterministic), batched over B x 1 x H x W
+tensors of any size. ``precision="bf16"`` runs under bf16 autocast (CUDA); the default is fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from dmnet.checkpoint import read_checkpoint
+from fusedet.errors import InputError
+from fusedet.fusers import Fuser, register_fuser
+
+DEFAULT_WEIGHTS = "dmnet_lite.pt"
+PRECISIONS = ("fp32", "bf16")
+
+
+def default_weights() -> Path:
+    """Path of the DMNet checkpoint shipped inside the package."""
+    return Path(str(resources.files("fusedet.weights").joinpath(DEFAULT_WEIGHTS)))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class DMNetFuser(Fuser):
+    """Fuses with a DMNet checkpoint; `weights=None` uses the shipped default."""
+
+    name = "dmnet"
+
+    def __init__(
+        self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.weights = Path(weights) if weights else default_weights()
+        if not self.weights.is_file():
+            raise InputError(f"{self.weights}: no such DMNet checkpoint file")
+        self.checkpoint = read_checkpoint(self.weights)
+        self.model = self.checkpoint.build_model().eval()
+        self.sha256 = file_sha256(self.weights)
+        self.precision = precision
+        self.device = torch.device("cpu")
+        self.to(device)
+
+    @property
+    def summary(self) -> dict:
+        """The training summary stored in the checkpoint (data, epochs, losses, versions)."""
+        return self.checkpoint.summary
+
+    def to(self, device: str | torch.device) -> DMNetFuser:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def cache_key(self) -> str:
+        return f"dmnet-{self.sha256[:16]}-{self.precision}"
+
+    @torch.inference_mode()
+    def fuse(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
+        amp = self.precision == "bf16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            fused = self.model(ir.to(self.device, torch.float32), vis_y.to(self.device, torch.float32))
+        return fused.float().clamp(0.0, 1.0).to(ir.device)
+
+
+register_fuser("dmnet", lambda arg=None, device="cpu", **_: DMNetFuser(arg, device=device))

@@ -1,0 +1,165 @@
+"""`fusedet fuse`: colour and gray outputs, deterministic bytes, batching, resume, and input errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from dmnet_tiny import one_torch_thread, tiny_model  # noqa: F401 (autouse fixture)
+from typer.testing import CliRunner
+
+from dmnet.checkpoint import save_checkpoint
+from fusedet.cli import app
+from fusedet.datasets import read_pair, rgb_to_ycbcr, to_uint8
+from fusedet.dmnet_fuser import DMNetFuser, default_weights
+from fusedet.fusers import get_fuser
+
+runner = CliRunner()
+
+
+def _smooth(shape, seed):
+    rng = np.random.default_rng(seed)
+    small = rng.random((shape[0] // 4, shape[1] // 4) + shape[2:]).astype(np.float32)
+    return to_uint8(cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1))
+
+
+@pytest.fixture()
+def pairs(tmp_path):
+    """a: colour VIS; b: gray (one-channel) VIS; c: colour VIS of another size; d: colour, same size as a."""
+    ir, vis = tmp_path / "ir", tmp_path / "vis"
+    ir.mkdir(), vis.mkdir()
+    for i, (stem, shape, colour) in enumerate([("a", (36, 44), True), ("b", (36, 44), False),
+                                              ("c", (30, 40), True), ("d", (36, 44), True)]):
+        cv2.imwrite(str(ir / f"{stem}.png"), _smooth(shape, i))
+        cv2.imwrite(str(vis / f"{stem}.png"), _smooth(shape + ((3,) if colour else ()), 10 + i))
+    return ir, vis
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt", tiny_model(), {"note": "untrained"})
+
+
+def _fuse(ir, vis, out, *extra):
+    return runner.invoke(app, ["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--device", "cpu", *extra])
+
+
+def _text(res) -> str:
+    """The command's output with rich's line wrapping undone."""
+    return " ".join(res.output.split())
+
+
+def test_colour_and_gray_outputs_hold_the_fused_luma(pairs, weights, tmp_path):
+    ir, vis = pairs
+    res = _fuse(ir, vis, tmp_path / "out", "--weights", str(weights))
+    assert res.exit_code == 0, _text(res)
+    assert "fused 4 pairs" in _text(res)
+    fuser = DMNetFuser(weights)
+    for stem in "abcd":
+        pair = read_pair(ir / f"{stem}.png", vis / f"{stem}.png")
+        with torch.no_grad():
+            fused_y = fuser.fuse(torch.from_numpy(pair.ir)[None, None], torch.from_numpy(pair.vis_y)[None, None])
+        expected_y = to_uint8(fused_y[0, 0].numpy()).astype(int)
+        out = cv2.imread(str(tmp_path / "out" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert out.shape[:2] == pair.ir.shape
+        if stem == "b":  # gray visible image -> one-channel PNG of the fused luma
+            assert out.ndim == 2
+            assert np.abs(out.astype(int) - expected_y).max() <= 1
+        else:  # colour: fused luma with the visible chroma
+            assert out.ndim == 3
+            ycc = rgb_to_ycbcr(out[:, :, ::-1].astype(np.float32) / 255)
+            assert np.median(np.abs(ycc[..., 0] * 255 - expected_y)) <= 1.0
+            chroma_err = np.abs(ycc[..., 1:] - rgb_to_ycbcr(pair.vis)[..., 1:]) * 255
+            assert np.median(chroma_err) <= 1.0
+
+
+def test_same_input_same_bytes_whatever_the_batch(pairs, weights, tmp_path):
+    ir, vis = pairs
+    assert _fuse(ir, vis, tmp_path / "one", "--weights", str(weights)).exit_code == 0
+    assert _fuse(ir, vis, tmp_path / "again", "--weights", str(weights)).exit_code == 0
+    assert _fuse(ir, vis, tmp_path / "batched", "--weights", str(weights), "--batch", "3").exit_code == 0
+    for stem in "abcd":
+        ref = (tmp_path / "one" / f"{stem}.png").read_bytes()
+        assert (tmp_path / "again" / f"{stem}.png").read_bytes() == ref
+        assert (tmp_path / "batched" / f"{stem}.png").read_bytes() == ref
+
+
+def test_existing_outputs_are_skipped_unless_forced(pairs, weights, tmp_path):
+    ir, vis = pairs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"placeholder")  # pretend 'a' was fused by an interrupted run
+    res = _fuse(ir, vis, out, "--weights", str(weights))
+    assert res.exit_code == 0 and "fused 3 pairs" in _text(res) and "1 already there" in _text(res)
+    assert (out / "a.png").read_bytes() == b"placeholder"
+    res = _fuse(ir, vis, out, "--weights", str(weights))
+    assert res.exit_code == 0 and "all 4 pairs already fused" in _text(res)
+    res = _fuse(ir, vis, out, "--weights", str(weights), "--force")
+    assert res.exit_code == 0 and "fused 4 pairs" in _text(res)
+    assert cv2.imread(str(out / "a.png")) is not None
+
+
+def test_other_fusers(pairs, tmp_path):
+    ir, vis = pairs
+    assert _fuse(ir, vis, tmp_path / "max", "--fuser", "max").exit_code == 0
+    pair = read_pair(ir / "b.png", vis / "b.png")
+    out = cv2.imread(str(tmp_path / "max" / "b.png"), cv2.IMREAD_UNCHANGED).astype(int)
+    assert np.abs(out - to_uint8(np.maximum(pair.ir, pair.vis_y)).astype(int)).max() <= 1
+
+
+def test_bad_inputs_exit_2_naming_files(pairs, weights, tmp_path):
+    ir, vis = pairs
+    (ir / "lonely.png").write_bytes((ir / "a.png").read_bytes())
+    res = _fuse(ir, vis, tmp_path / "o")
+    assert res.exit_code == 2 and "no visible partner" in _text(res) and "lonely.png" in _text(res)
+    (ir / "lonely.png").unlink()
+
+    cv2.imwrite(str(vis / "c.png"), _smooth((36, 44, 3), 3))  # now 44x36 against the 40x30 IR
+    res = _fuse(ir, vis, tmp_path / "o")
+    assert res.exit_code == 2 and "different sizes" in _text(res) and "c.png" in _text(res)
+    assert not (tmp_path / "o").exists()  # checked before any work
+
+    cv2.imwrite(str(vis / "c.png"), _smooth((30, 40, 3), 3))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(weights.read_bytes()[:1000])
+    res = _fuse(ir, vis, tmp_path / "o", "--weights", str(broken))
+    assert res.exit_code == 2 and "broken.pt: corrupt or truncated checkpoint" in _text(res)
+    res = _fuse(ir, vis, ir, "--fuser", "mean")
+    assert res.exit_code == 2 and "is an input folder" in _text(res)
+    res = _fuse(ir, vis, tmp_path / "o", "--fuser", "nope")
+    assert res.exit_code == 2 and "unknown fuser 'nope'" in _text(res)
+
+
+def test_dmnet_fuser_spec_and_cache_key(weights):
+    fuser = get_fuser(f"dmnet:{weights}")
+    assert isinstance(fuser, DMNetFuser) and fuser.summary == {"note": "untrained"}
+    assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32"
+    assert DMNetFuser(weights, precision="bf16").cache_key().endswith("-bf16")
+    ir, vis = torch.rand(2, 1, 20, 24), torch.rand(2, 1, 20, 24)
+    out = fuser.fuse(ir, vis)
+    assert out.shape == (2, 1, 20, 24) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    torch.testing.assert_close(fuser.fuse(ir[1:], vis[1:]), out[1:], rtol=0, atol=1e-5)  # whatever the batch
+
+
+def test_shipped_weights_are_the_default():
+    path = default_weights()
+    assert path.is_file() and path.stat().st_size < 8 * 2**20
+    fuser = get_fuser("dmnet")
+    assert fuser.weights == path and fuser.checkpoint.preset == "lite"
+    assert fuser.summary["epochs_done"] == fuser.summary["stage1_epochs"] + fuser.summary["stage2_epochs"]
+    assert "tno" not in " ".join(fuser.summary["data"]["dirs"]).lower()  # TNO is our test set
+
+
+def test_shipped_weights_fuse_a_real_pair_better_than_the_pixel_mean(shared_data):
+    """TNO pair 07 (256x256, never trained on): the shipped DMNet keeps more contrast and detail than (IR+VIS)/2."""
+    from fusedet.eval.fusion_metrics import compute_metrics
+
+    pair = read_pair(shared_data / "tno" / "ir" / "07.png", shared_data / "tno" / "vi" / "07.png")
+    ir, vis = pair.ir * 255, pair.vis_y * 255
+    fused = get_fuser("dmnet").fuse(torch.from_numpy(pair.ir)[None, None], torch.from_numpy(pair.vis_y)[None, None])
+    dmnet = compute_metrics(ir, vis, np.rint(fused[0, 0].numpy() * 255), metrics="EN,SF,SD,CC")
+    mean = compute_metrics(ir, vis, np.rint((ir + vis) / 2), metrics="EN,SF,SD,CC")
+    assert dmnet["EN"] > mean["EN"] + 0.3, (dmnet, mean)  # 6.95 against 6.23 bits
+    assert dmnet["SF"] > mean["SF"] * 1.3 and dmnet["SD"] > mean["SD"] * 1.3, (dmnet, mean)  # 26.2 vs 15.5, 47.1 vs 31.3
+    assert dmnet["CC"] > 0.75  # 0.87: it still looks like both sources (the mean: 0.88)
