@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fusedet.errors import InputError
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -74,7 +76,7 @@ class DetectionDataset:
         if name in (None, "all"):
             return list(self.records)
         if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; use one of {', '.join(SPLITS)} or all")
+            raise InputError(f"unknown split {name!r}; use one of {', '.join(SPLITS)} or all")
         return [r for r in self.records if r.split == name]
 
     def instance_counts(self, split: str | None = None) -> dict[str, int]:

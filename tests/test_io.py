@@ -173,3 +173,14 @@ def test_duplicate_stems_rejected(tmp_path):
     cv2.imwrite(str(tmp_path / "a.bmp"), np.zeros((2, 2), np.uint8))
     with pytest.raises(InputError, match="stem 'a'"):
         list_images(tmp_path)
+
+
+def test_replace_luma_equals_ycbcr_roundtrip_with_clipping():
+    rng = np.random.default_rng(7)
+    rgb = rng.random((9, 11, 3))
+    y = rng.random((9, 11))
+    ycc = rgb_to_ycbcr(rgb)
+    ycc[..., 0] = y
+    np.testing.assert_allclose(replace_luma(rgb, y), ycbcr_to_rgb(ycc), atol=1e-12)
+    t = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    np.testing.assert_allclose(replace_luma(t, torch.from_numpy(y)[None])[0].permute(1, 2, 0).numpy(), ycbcr_to_rgb(ycc), atol=1e-12)

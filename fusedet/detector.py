@@ -1,0 +1,287 @@
+"""The object detector: an ultralytics YOLO model run with evaluation settings, its classes mapped
+onto a dataset's classes.
+
+Weights:
+- ``yolov5xu.pt`` (default, the paper's YOLOv5x in its ultralytics form): looked up on disk (the
+  current folder, ultralytics' weights folder, fusedet's cache) and otherwise downloaded once by
+  ultralytics into ``$FUSEDET_CACHE/weights``; offline this fails at once with a clear error.
+- a path to any ultralytics detection checkpoint (``.pt``), or a model yaml (random weights:
+  for plumbing tests and training from scratch);
+- ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt`` (see its model card).
+
+Classes. COCO weights (80 classes in COCO order) are mapped by name onto the dataset's classes:
+person -> People/person, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck,
+bicycle -> bicycle; every other COCO class is dropped, and a dataset class no COCO class maps to
+(M3FD's Lamp) is *not covered*: its AP is not computed. Weights trained on other classes (our
+fine-tuned ones) are matched to the dataset's classes by name, case-insensitively.
+
+Evaluation settings (those of ultralytics' own validation): confidence 0.001, NMS IoU 0.6 (the
+issue's choice; ultralytics `val` uses 0.7), at most 300 boxes per image. Image size: by default
+the size the weights were trained at, read from the checkpoint (640 for yolov5xu.pt, its COCO
+training size; 640 when a checkpoint does not say): a detector sees objects at the scale it
+learned. The paper does not give one. At 640, M3FD's 1024 x 768 images are letterboxed to
+640 x 480 and small objects (far people, lamps) lose pixels; `imgsz=1024` keeps them at about
+2.5x the compute. Images go to ultralytics as uint8 BGR numpy arrays,
+batched; on CUDA the model runs in half precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fusedet.errors import InputError
+
+DEFAULT_WEIGHTS = "yolov5xu.pt"
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
+
+# COCO class -> the dataset class names it stands for (lower case). Source: the issue / the paper's Table VII
+# classes (M3FD), MSRS's labels (person, bicycle, car) and LLVIP's (person).
+COCO_TO_DATASET: dict[str, tuple[str, ...]] = {
+    "person": ("person", "people", "pedestrian"),
+    "bicycle": ("bicycle", "bike"),
+    "car": ("car",),
+    "motorcycle": ("motorcycle", "motor", "motorbike"),
+    "bus": ("bus",),
+    "truck": ("truck",),
+}
+# Indices of a few classes in the 80-class COCO order every COCO-pretrained ultralytics model uses.
+_COCO_INDEX = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck", 79: "toothbrush"}
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections in one image: `boxes` N x 4 pixel xyxy (float32), `scores` N, `labels` N class names."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """How a detector's classes map onto a dataset's: model index -> dataset class; covered/not covered."""
+
+    model_to_dataset: dict[int, str]
+    covered: tuple[str, ...]
+    not_covered: tuple[str, ...]
+    coco: bool
+
+
+def is_coco(names: Mapping[int, str]) -> bool:
+    """True when `names` are the 80 COCO classes in COCO order (any COCO-pretrained YOLO)."""
+    return len(names) == 80 and all(str(names.get(i, "")).lower() == n for i, n in _COCO_INDEX.items())
+
+
+def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMapping:
+    """Map the detector's class names onto the dataset's `classes` (see the module docstring)."""
+    coco = is_coco(names)
+    by_lower = {c.lower(): c for c in classes}
+    mapping: dict[int, str] = {}
+    for index, name in names.items():
+        candidates = COCO_TO_DATASET.get(name.lower(), ()) if coco else (name.lower(),)
+        target = next((by_lower[c] for c in candidates if c in by_lower), None)
+        if target is not None:
+            mapping[int(index)] = target
+    covered = tuple(c for c in classes if c in mapping.values())
+    if not covered:
+        shown = ", ".join(list(names.values())[:10]) + (" ..." if len(names) > 10 else "")
+        raise InputError(
+            f"the detector's classes ({shown}) cover none of the dataset's classes ({', '.join(classes)}); "
+            "use COCO weights or weights trained on these classes"
+        )
+    return ClassMapping(mapping, covered, tuple(c for c in classes if c not in covered), coco)
+
+
+def resolve_device(device: str | None) -> str:
+    """'auto'/None -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+    return str(device)
+
+
+def resolve_weights(spec: str | os.PathLike) -> Path | str:
+    """Turn a weights argument into a file path (or an ultralytics model yaml name); never downloads
+    unless `spec` is a bare ultralytics asset name (``yolov5xu.pt``) not found on disk."""
+    text = str(spec)
+    if text == "demo":
+        if not DEMO_WEIGHTS.is_file():
+            raise InputError(f"the demo detector is not installed ({DEMO_WEIGHTS} is missing)")
+        return DEMO_WEIGHTS
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml") and path.name == text:
+        return text  # an ultralytics model config (yolov8n.yaml): random weights
+    if path.name == text and path.suffix == ".pt":
+        return _asset_weights(text)
+    raise InputError(f"{text}: weights file not found")
+
+
+def _asset_weights(name: str) -> Path:
+    """Find ultralytics' released weights `name` on disk, or download them once into fusedet's cache."""
+    from fusedet.ultralytics_env import fusedet_cache_root, prepare
+
+    prepare()
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+
+    cache = fusedet_cache_root() / "weights" / name
+    for candidate in (Path(name), Path(SETTINGS["weights_dir"]) / name, cache):
+        if candidate.is_file():
+            return candidate
+    if name not in GITHUB_ASSETS_NAMES:
+        raise InputError(f"{name}: weights file not found (and not an ultralytics release asset)")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        attempt_download_asset(cache)
+    except Exception as exc:  # ConnectionError offline, anything else the network does
+        raise InputError(
+            f"{name} is not on this machine and could not be downloaded ({type(exc).__name__}); "
+            f"pass --weights PATH (or put {name} in {cache.parent}), or --weights demo"
+        ) from None
+    if not cache.is_file():
+        raise InputError(f"{name}: download produced no file at {cache}; pass --weights PATH")
+    return cache
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (weights are identified by it in run.json and cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def to_bgr_uint8(image: np.ndarray) -> np.ndarray:
+    """A gray (H x W) or RGB (H x W x 3) image, uint8 or float in [0, 1] -> contiguous uint8 BGR."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f"detector input must be H x W or H x W x 3, got shape {image.shape}")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def trained_imgsz(model, default: int = 640) -> int:
+    """The image size the weights were trained at (kept in ultralytics checkpoints), else `default`."""
+    size = getattr(model, "overrides", {}).get("imgsz")
+    if isinstance(size, (list, tuple)):
+        size = max(size)
+    return int(size) if size else default
+
+
+class Detector:
+    """An ultralytics YOLO detector with evaluation settings; see the module docstring."""
+
+    def __init__(
+        self,
+        weights: str | os.PathLike = DEFAULT_WEIGHTS,
+        device: str | None = None,
+        *,
+        imgsz: int | None = None,
+        conf: float = 0.001,
+        iou: float = 0.6,
+        max_det: int = 300,
+        batch: int = 16,
+        half: bool | None = None,
+    ) -> None:
+        from fusedet.ultralytics_env import prepare
+
+        prepare()
+        from ultralytics import YOLO
+
+        self.weights = resolve_weights(weights)
+        self.device = resolve_device(device)
+        try:
+            self.model = YOLO(str(self.weights), task="detect")
+        except Exception as exc:
+            raise InputError(f"{self.weights}: not a loadable ultralytics detection model ({type(exc).__name__}: {exc})") from None
+        if self.model.task != "detect":
+            raise InputError(f"{self.weights}: a {self.model.task} model, not a detection model")
+        self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+        self.imgsz = int(imgsz) if imgsz else trained_imgsz(self.model)
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
+        self.batch = max(1, int(batch))
+        self.half = self.device.startswith("cuda") if half is None else bool(half)
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        # ultralytics 8.4 replaced `half` by `quantize` (16 = fp16); older releases only know `half`
+        self._precision = {"quantize": 16 if self.half else None} if "quantize" in DEFAULT_CFG_DICT else {"half": self.half}
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        """SHA-256 of the weights file (None for a model built from a yaml)."""
+        if self._sha256 is None and isinstance(self.weights, Path):
+            self._sha256 = file_sha256(self.weights)
+        return self._sha256
+
+    def settings(self) -> dict:
+        """Everything that changes the detections (recorded in run.json and in the resume keys)."""
+        return {
+            "weights": str(self.weights),
+            "weights_sha256": self.sha256,
+            "imgsz": self.imgsz,
+            "conf": self.conf,
+            "iou": self.iou,
+            "max_det": self.max_det,
+            "half": self.half,
+        }
+
+    def class_mapping(self, classes: Sequence[str]) -> ClassMapping:
+        return map_classes(self.names, classes)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Raw detections per image: (boxes N x 4 xyxy px, scores N, model class indices N)."""
+        out = []
+        for start in range(0, len(images), self.batch):
+            chunk = [to_bgr_uint8(im) for im in images[start : start + self.batch]]
+            results = self.model.predict(
+                chunk,
+                imgsz=self.imgsz,
+                conf=self.conf,
+                iou=self.iou,
+                max_det=self.max_det,
+                device=self.device,
+                batch=len(chunk),
+                **self._precision,
+                verbose=False,
+                save=False,
+            )
+            for result in results:
+                boxes = result.boxes
+                out.append(
+                    (
+                        boxes.xyxy.float().cpu().numpy().astype(np.float32),
+                        boxes.conf.float().cpu().numpy().astype(np.float32),
+                        boxes.cls.cpu().numpy().astype(np.int64),
+                    )
+                )
+        return out
+
+    def detect(self, images: Sequence[np.ndarray], classes: Sequence[str] | None = None) -> list[Detections]:
+        """Detections per image; with `classes`, labels are mapped onto them and other classes dropped."""
+        mapping = self.class_mapping(classes).model_to_dataset if classes is not None else self.names
+        detections = []
+        for boxes, scores, cls in self.predict(images):
+            keep = np.array([int(c) in mapping for c in cls], dtype=bool)
+            detections.append(Detections(boxes[keep], scores[keep], tuple(mapping[int(c)] for c in cls[keep])))
+        return detections
