@@ -6,6 +6,7 @@ decode a 1024x768 image), so a reader can size all 4200 M3FD pairs in about a se
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -16,11 +17,11 @@ from fusedet.errors import InputError
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header; InputError names unreadable files."""
     try:
-        with Image.open(path) as image:
+        with _pillow_open()(path) as image:
             width, height = image.size
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
         raise InputError(f"{path}: unreadable image header ({exc})") from None
     if width <= 0 or height <= 0:
         raise InputError(f"{path}: image header gives an empty size {width}x{height}")
@@ -36,3 +37,14 @@ def pair_size(stem: str, ir_path: Path, vis_path: Path) -> tuple[int, int]:
             f"{vis_path} is {vis_size[0]}x{vis_size[1]} (W x H); register/resize the pair first"
         )
     return ir_size
+
+
+def _pillow_open():
+    """Pillow's own `Image.open`.
+
+    Importing ultralytics replaces `PIL.Image.open` by a wrapper that, on a file Pillow cannot
+    identify, tries to install and import the pi-heif plugin (a warning, then an ImportError
+    offline). For a corrupt file we want our own clear error, so the original opener is used.
+    """
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open) if patches is not None else Image.open

@@ -186,3 +186,15 @@ def test_assign_splits_prefers_meta_then_table_then_folders_then_seed(tmp_path):
     (tmp_path / "meta" / "test.txt").write_text("b\nzz\n")
     with pytest.raises(InputError, match="1 listed stem.*no image pair: zz"):
         assign_splits(stems, root=tmp_path, seed=0)
+
+
+def test_corrupt_header_error_even_after_ultralytics_patched_pillow(tmp_path):
+    """ultralytics wraps PIL.Image.open to fetch a HEIF plugin on unknown files; we must not go there."""
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+
+    from fusedet.datasets.headers import image_size
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(InputError, match=r"bad\.png: unreadable image header"):
+        image_size(bad)
