@@ -5,11 +5,10 @@ from __future__ import annotations
 from fusedet.cli.app import app
 
 # Each module registers its command(s) on `app` when imported; heavy imports stay inside the commands.
-# (command modules are imported here, one line each)
-import fusedet.cli.fuse_cmd  # noqa: E402,F401
-import fusedet.cli.train_fuser_cmd  # noqa: E402,F401
 import fusedet.cli.evaluate_cmd  # noqa: E402,F401
 import fusedet.cli.finetune_cmd  # noqa: E402,F401
+import fusedet.cli.fuse_cmd  # noqa: E402,F401
+import fusedet.cli.train_fuser_cmd  # noqa: E402,F401
 import fusedet.cli.metrics_cmd  # noqa: E402,F401
 
 
