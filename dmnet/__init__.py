@@ -9,7 +9,15 @@
 from dmnet.ablations import ABLATIONS
 from dmnet.config import GRAD_OPERATORS, DMNetConfig
 from dmnet.errors import DMNetError
-from dmnet.model import DMNet
 from dmnet.presets import PRESETS, build_config
 
 __all__ = ["ABLATIONS", "DMNet", "DMNetConfig", "DMNetError", "GRAD_OPERATORS", "PRESETS", "build_config"]
+
+
+def __getattr__(name: str):
+    # The model pulls in torch; loading it lazily keeps `import dmnet.errors` (the CLI) light.
+    if name == "DMNet":
+        from dmnet.model import DMNet
+
+        return DMNet
+    raise AttributeError(f"module 'dmnet' has no attribute {name!r}")
