@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fusedet.datasets.io import few
 from fusedet.datasets.records import DatasetWarnings, DetectionRecord
+from fusedet.errors import InputError
 
 CLIP_TOLERANCE = 0.01  # pixels
 
@@ -85,8 +87,32 @@ def make_record(
     )
 
 
-def few(items: Sequence[str], limit: int = 5) -> str:
-    """'a, b, c and 7 more': a short list for messages."""
-    items = list(items)
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+def note_unmatched(
+    warnings: DatasetWarnings,
+    records: Sequence[DetectionRecord],
+    label_dir: Path,
+    label_stems: Iterable[str],
+    pair_stems: Iterable[str],
+    *,
+    kind: str,
+    naming: str,
+) -> None:
+    """Report pairs without a label file and label files without a pair (`kind`: "label file", ...).
+
+    Pairs without labels were skipped by the reader (they are in `warnings.unannotated_images`);
+    when no pair at all has one, the folder is surely wrong and that is an error.
+    """
+    if not records and warnings.unannotated_images:
+        raise InputError(f"{label_dir}: no pair has {_article(kind)} {kind} here ({naming} must be named like the images)")
+    if warnings.unannotated_images:
+        warnings.notes.append(
+            f"{len(warnings.unannotated_images)} pair(s) have no {kind} in {label_dir} and were skipped: "
+            f"{few(warnings.unannotated_images)}"
+        )
+    orphans = sorted(set(label_stems) - set(pair_stems))
+    if orphans:
+        warnings.notes.append(f"{len(orphans)} {kind}(s) in {label_dir} have no image pair: {few(orphans)}")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

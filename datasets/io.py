@@ -11,6 +11,7 @@ Every failure raises :class:`fusedet.errors.InputError` with the offending path(
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,9 +128,9 @@ class PairFolder:
         if lonely_ir or lonely_vis:
             parts = []
             if lonely_ir:
-                parts.append(f"no visible partner in {self.vis_dir} for: {_few(lonely_ir)}")
+                parts.append(f"no visible partner in {self.vis_dir} for: {few(lonely_ir)}")
             if lonely_vis:
-                parts.append(f"no infrared partner in {self.ir_dir} for: {_few(lonely_vis)}")
+                parts.append(f"no infrared partner in {self.ir_dir} for: {few(lonely_vis)}")
             raise InputError("unpaired images: " + "; ".join(parts))
         self.stems: list[str] = list(self.ir_files)
 
@@ -176,6 +177,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     return path
 
 
-def _few(items: list[str], limit: int = 5) -> str:
+def few(items: Sequence[str], limit: int = 5) -> str:
+    """'a, b, c and 7 more': a short list for messages."""
+    items = list(items)
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

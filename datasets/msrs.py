@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusedet.datasets.annotations import ClassMap, few, make_record
+from fusedet.datasets.annotations import ClassMap, make_record, note_unmatched
 from fusedet.datasets.headers import pair_size
 from fusedet.datasets.layout import child_dir, find_pairs
 from fusedet.datasets.records import DatasetWarnings, DetectionDataset
@@ -92,16 +92,7 @@ def load_msrs(root: str | Path, *, seed: int = 0, labels: str = "labels") -> Det
                 warnings=warnings,
             )
         )
-    if not records and warnings.unannotated_images:
-        raise InputError(f"{label_dir}: no pair has a label file here (label files must be named like the images)")
-    if warnings.unannotated_images:
-        warnings.notes.append(
-            f"{len(warnings.unannotated_images)} pair(s) have no label file in {label_dir} and were skipped: "
-            f"{few(warnings.unannotated_images)}"
-        )
-    orphans = sorted(set(label_files) - set(stems))
-    if orphans:
-        warnings.notes.append(f"{len(orphans)} label file(s) in {label_dir} have no image pair: {few(orphans)}")
+    note_unmatched(warnings, records, label_dir, label_files, stems, kind="label file", naming="label files")
     return DetectionDataset(
         name="msrs", root=root, classes=classes, records=records, warnings=warnings, split_source=split_source
     )

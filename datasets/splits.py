@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusedet.datasets.annotations import few
+from fusedet.datasets.io import few
 from fusedet.datasets.records import SPLITS
 from fusedet.errors import InputError
 

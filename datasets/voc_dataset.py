@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusedet.datasets.annotations import ClassMap, few, make_record
+from fusedet.datasets.annotations import ClassMap, make_record, note_unmatched
 from fusedet.datasets.headers import pair_size
+from fusedet.datasets.io import few
 from fusedet.datasets.layout import child_dir, find_pairs
 from fusedet.datasets.records import DatasetWarnings, DetectionDataset
 from fusedet.datasets.splits import assign_splits
@@ -96,16 +97,7 @@ def load_voc_dataset(
                 warnings=warnings,
             )
         )
-    if not records and warnings.unannotated_images:
-        raise InputError(f"{ann_dir}: no pair has an annotation file here (XML files must be named like the images)")
-    if warnings.unannotated_images:
-        warnings.notes.append(
-            f"{len(warnings.unannotated_images)} pair(s) have no annotation file in {ann_dir} and were skipped: "
-            f"{few(warnings.unannotated_images)}"
-        )
-    orphans = sorted(set(xml_files) - set(stems))
-    if orphans:
-        warnings.notes.append(f"{len(orphans)} annotation file(s) in {ann_dir} have no image pair: {few(orphans)}")
+    note_unmatched(warnings, records, ann_dir, xml_files, stems, kind="annotation file", naming="XML files")
     if size_mismatch:
         warnings.notes.append(
             f"{len(size_mismatch)} annotation(s) give a <size> other than the image's (boxes taken in image pixels): "
