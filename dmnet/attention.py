@@ -14,6 +14,21 @@ import torch
 from torch import nn
 
 
+def _global_max(x: torch.Tensor) -> torch.Tensor:
+    """``x.amax(dim=(2, 3), keepdim=True)``.
+
+    On a channels-last tensor that reduction runs with the 8 or so channels as the inner loop and
+    is ~7x slower than a reduction over rows of 16 pixels x C channels followed by a max over the
+    16 partial maxima, which gives the same values. Used without autograd only: the two-step max
+    would share the gradient among tied maxima differently from ``amax``.
+    """
+    b, c, h, w = x.shape
+    if torch.is_grad_enabled() or (h * w) % 16 or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.amax(dim=(2, 3), keepdim=True)
+    partial = x.permute(0, 2, 3, 1).reshape(b, h * w // 16, 16 * c).amax(dim=1)
+    return partial.view(b, 16, c).amax(dim=1)[:, :, None, None]
+
+
 class ChannelAttention(nn.Module):
     """B x C x H x W -> B x C x 1 x 1 attention map in [0, 1]."""
 
@@ -25,7 +40,7 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        max_pool = x.amax(dim=(2, 3), keepdim=True)
+        max_pool = _global_max(x)
         mixed_pool = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * max_pool
         return torch.sigmoid(self.mlp(max_pool) + self.mlp(mixed_pool))
 

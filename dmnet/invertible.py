@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet.kernels import conv1x1
+
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 inverted residual body: 1x1 expand, ReLU6, depthwise 3x3 (reflect pad), ReLU6,
@@ -36,7 +38,11 @@ class InvertedResidual(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        expand, _, pad, depthwise, _, project = self.body
+        # ReLU6 in place on the fresh conv outputs (autograd differentiates it through its result)
+        h = F.relu6(conv1x1(x, expand.weight), inplace=True)
+        h = F.relu6(depthwise(pad(h)), inplace=True)
+        return conv1x1(h, project.weight)
 
 
 class CouplingLayer(nn.Module):
@@ -52,9 +58,12 @@ class CouplingLayer(nn.Module):
         self.eta = InvertedResidual(half, expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.mix(x).chunk(2, dim=1)
+        # the halves z1, z2 of the mixed channels as two separate (contiguous) tensors
+        half = self.mix.out_channels // 2
+        w, b = self.mix.weight, self.mix.bias
+        z1, z2 = conv1x1(x, w[:half], b[:half]), conv1x1(x, w[half:], b[half:])
         z2 = z2 + self.phi(z1)
-        z1 = z1 * torch.exp(self.rho(z2)) + self.eta(z2)
+        z1 = torch.addcmul(self.eta(z2), z1, self.rho(z2).exp_())  # z1 * exp(rho) + eta
         return torch.cat((z1, z2), dim=1)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
@@ -76,8 +85,8 @@ class DIB(nn.Module):
         self.psi = psi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros_like(x)
+        total = None
         for layer in self.layers:
             x = layer(x)
-            total = total + x
-        return self.psi * total
+            total = x if total is None else total + x
+        return self.psi * total if total is not None else torch.zeros_like(x)

@@ -5,10 +5,11 @@ Section III-C and IV-B: the 2-channel input I_0 is noised to each t in ``latent_
 residual-block outputs of its five decoder levels are brought to input resolution and fused by one
 1x1 convolution into Phi^L with C channels (equation 9).
 
-"One conv over the concatenation of the upsampled features" is computed as the sum over features of
-``upsample(conv1x1_slice(feature))``: bilinear upsampling and a 1x1 conv are both linear and act on
-different axes, so they commute, and the result is the same (tested) while the full-resolution
-concatenation (8832 channels for the paper preset: 11 GB at 480x640 in fp32) is never built.
+"One conv over the concatenation of the upsampled features" is computed as the sum over levels and
+time steps of ``upsample(conv1x1_slice(feature))``: bilinear upsampling and a 1x1 conv are both
+linear and act on different axes, so they commute, and the result is the same (tested) while the
+full-resolution concatenation (8832 channels for the paper preset: 11 GB at 480x640 in fp32) is
+never built.
 The concatenation order is level-major (deepest level first), then time step.
 
 The U-Net needs H and W divisible by 2 ** (levels - 1): the input is padded (replicate) and the
@@ -23,6 +24,7 @@ from torch import nn
 
 from dmnet.config import DMNetConfig
 from dmnet.diffusion import NoiseSchedule, noise_prediction_loss
+from dmnet.kernels import conv1x1
 from dmnet.unet import SR3UNet
 
 
@@ -77,10 +79,11 @@ class DiffusionModule(nn.Module):
         for f in feats:
             nb, c, h, w = f.shape
             b = nb // n_t
-            f = f.reshape(n_t, b, c, h, w).transpose(0, 1).reshape(b, n_t * c, h, w)
-            weight = self.fuse.weight[:, offset:offset + n_t * c]
-            offset += n_t * c
-            y = F.conv2d(f, weight)
+            y = None
+            for i in range(n_t):  # the channels of time step i: no time-major concatenation copy
+                part = conv1x1(f[i * b:(i + 1) * b], self.fuse.weight[:, offset:offset + c])
+                y = part if y is None else y.add_(part)
+                offset += c
             if (h, w) != tuple(padded):
                 y = F.interpolate(y, size=padded, mode="bilinear", align_corners=False)
             out = y if out is None else out + y

@@ -12,9 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet.kernels import conv1x1, layer_norm_conv1x1
+
+
+def pixels(x: torch.Tensor) -> torch.Tensor:
+    """B x C x H x W -> B x HW x C, a view (no copy) for channels-last and for contiguous tensors."""
+    return x.permute(0, 2, 3, 1).flatten(1, 2)
+
 
 class ChannelLayerNorm(nn.Module):
     """LayerNorm with weight and bias over the channels of a B x C x H x W tensor."""
+
+    eps = 1e-5
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -22,13 +31,27 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, eps=1e-5)
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, eps=self.eps)
         return y.permute(0, 3, 1, 2)
+
+    def conv1x1(self, x: torch.Tensor, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``[conv1x1(self(x), w) for w in weights]``, computed as ``kernels.layer_norm_conv1x1``."""
+        return layer_norm_conv1x1(x, self.weight, self.bias, self.eps, weights)
 
 
 class MDTA(nn.Module):
     """Multi-Dconv head transposed attention: per head, softmax(norm(Q) norm(K)^T * temperature) V,
-    where Q, K, V are (channels of the head) x (pixels) after a 1x1 and a depthwise 3x3 conv."""
+    where Q, K, V are (channels of the head) x (pixels) after a 1x1 and a depthwise 3x3 conv.
+
+    Computed on pixels-by-channels views (no copies for channels-last or contiguous tensors), with
+    q, k and v from separate slices of the two convs' weights (both convs act per output channel),
+    so that q|k and v are each one contiguous tensor. Restormer normalises the rows of q and k
+    before the product; we divide the product by the norms instead (same result, no
+    full-resolution divisions). With one head, the products and the squared norms are all in the
+    Gram matrix of [q, k], one matrix product over the pixels. The output projection is linear, so
+    it is folded into the attention matrix: project_out(attn @ v) = v @ (W_out blockdiag(attn))^T,
+    one product at full resolution.
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
@@ -38,17 +61,43 @@ class MDTA(nn.Module):
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: ChannelLayerNorm | None = None) -> torch.Tensor:
+        """MDTA(x), or MDTA(norm(x)) when ``norm`` is given (normalised and projected together)."""
         b, c, h, w = x.shape
-        q, k, v = (t.reshape(b, self.heads, c // self.heads, h * w)
-                   for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
-        # cosine similarity of q and k rows (Restormer's F.normalize), normalised after the
-        # product: same result, without two full-resolution divisions and their backward
-        q_norm = torch.linalg.vector_norm(q, dim=-1).clamp_min(1e-12)
-        k_norm = torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)
-        cosine = (q @ k.transpose(-2, -1)) / (q_norm[..., :, None] * k_norm[..., None, :])
-        attn = torch.softmax(cosine * self.temperature, dim=-1)
-        return self.project_out((attn.to(v.dtype) @ v).reshape(b, c, h, w))
+        heads, d = self.heads, c // self.heads
+        parts = (slice(0, 2 * c), slice(2 * c, 3 * c))  # [q, k] and v channels
+        w_in, w_dw = self.qkv.weight, self.qkv_dwconv.weight
+        if norm is None:
+            qk, v = (conv1x1(x, w_in[part]) for part in parts)
+        else:
+            qk, v = norm.conv1x1(x, [w_in[part] for part in parts])
+        qk, v = (pixels(F.conv2d(t, w_dw[part], padding=1, groups=part.stop - part.start))  # B, HW, ch.
+                 for t, part in zip((qk, v), parts))
+        # the attention and W_out blockdiag(attn) (C x C per image) in float32 at least, autocast or not
+        with torch.autocast(x.device.type, enabled=False):
+            acc = torch.promote_types(qk.dtype, torch.float32)
+            attn = torch.softmax(self._cosine(qk.to(acc), c) * self.temperature.to(acc), dim=-1)
+            w_out = self.project_out.weight.to(acc).flatten(1).view(c, heads, d).transpose(0, 1)  # heads C d
+            mix = (w_out @ attn).permute(0, 2, 1, 3).reshape(b, c, c)
+        out = v @ mix.transpose(1, 2).to(v.dtype)  # B x HW x C
+        return out.unflatten(1, (h, w)).permute(0, 3, 1, 2)
+
+    def _cosine(self, qk: torch.Tensor, c: int) -> torch.Tensor:
+        """Cosine similarity of the q and k channel rows of each head, B x heads x d x d, from the
+        B x HW x 2C pixels of [q, k]."""
+        if self.heads == 1:
+            gram = qk.transpose(1, 2) @ qk  # [q k]^T [q k]: q.k products and squared norms
+            sq_norm = gram.diagonal(dim1=1, dim2=2)
+            q_norm, k_norm = sq_norm[:, :c].sqrt(), sq_norm[:, c:].sqrt()
+            dots = gram[:, None, :c, c:]
+        else:
+            q, k = (t.unflatten(-1, (self.heads, c // self.heads)).transpose(1, 2)  # B x heads x HW x d
+                    for t in (qk[..., :c], qk[..., c:]))
+            q_norm, k_norm = torch.linalg.vector_norm(q, dim=-2), torch.linalg.vector_norm(k, dim=-2)
+            dots = q.transpose(-2, -1) @ k
+        q_norm = q_norm.clamp_min(1e-12).view(dots.shape[:-1])  # F.normalize's eps
+        k_norm = k_norm.clamp_min(1e-12).view(dots.shape[:-2] + dots.shape[-1:])
+        return dots / (q_norm[..., :, None] * k_norm[..., None, :])
 
 
 class GDFN(nn.Module):
@@ -61,9 +110,19 @@ class GDFN(nn.Module):
         self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=False)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+    def forward(self, x: torch.Tensor, norm: ChannelLayerNorm | None = None) -> torch.Tensor:
+        """GDFN(x), or GDFN(norm(x)) when ``norm`` is given (normalised and projected together)."""
+        # the two halves as two separate tensors (the convs are per channel group): GELU on a
+        # channel slice of a channels-last tensor is several times slower than on a whole tensor
+        hidden = self.project_out.in_channels
+        w_in, w_dw = self.project_in.weight, self.dwconv.weight
+        halves = (slice(0, hidden), slice(hidden, 2 * hidden))
+        if norm is None:
+            x1, x2 = (conv1x1(x, w_in[part]) for part in halves)
+        else:
+            x1, x2 = norm.conv1x1(x, [w_in[part] for part in halves])
+        x1, x2 = (F.conv2d(t, w_dw[part], padding=1, groups=hidden) for t, part in zip((x1, x2), halves))
+        return conv1x1(F.gelu(x1) * x2, self.project_out.weight)
 
 
 class TransformerBlock(nn.Module):
@@ -77,8 +136,8 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        x = x + self.attn(x, self.norm1)  # = x + attn(norm1(x))
+        return x + self.ffn(x, self.norm2)  # = x + ffn(norm2(x))
 
 
 class DTB(nn.Module):
@@ -91,8 +150,8 @@ class DTB(nn.Module):
         self.omega = omega
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros_like(x)
+        total = None
         for layer in self.layers:
             x = layer(x)
-            total = total + x
-        return self.omega * total
+            total = x if total is None else total + x
+        return self.omega * total if total is not None else torch.zeros_like(x)

@@ -1,0 +1,222 @@
+"""DMNet's fast computations equal the plain formulas they replace (dmnet/kernels.py, the Gram-matrix
+MDTA, the split GDFN, the transposed-conv upsampling, the in-place U-Net block, the two-step global
+max), on the oneDNN route (float32 CPU) and the reference route (float64), with gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmnet import DMNet
+from dmnet.attention import ChannelAttention
+from dmnet.invertible import InvertedResidual
+from dmnet.kernels import conv1x1, layer_norm_conv1x1, onednn_route
+from dmnet.transformer import GDFN, MDTA, TransformerBlock
+from dmnet.unet import ResBlock, Upsample
+
+CL = torch.channels_last
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: OpenMP start-up dominates and is much worse on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def _x(*shape: int, dtype=torch.float32, channels_last: bool = True, grad: bool = False) -> torch.Tensor:
+    x = torch.randn(*shape, dtype=dtype)
+    x = x.contiguous(memory_format=CL) if channels_last else x
+    return x.requires_grad_(grad)
+
+
+def _tol(dtype: torch.dtype) -> dict:
+    return {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-9}
+
+
+def test_onednn_route_is_float32_cpu_outside_autocast():
+    assert onednn_route(torch.zeros(1, 2, 3, 3))
+    assert not onednn_route(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
+    assert not onednn_route(torch.zeros(1, 2, 3, 3, dtype=torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn_route(torch.zeros(1, 2, 3, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv1x1_equals_conv2d_with_gradients(dtype, channels_last):
+    x = _x(2, 4, 5, 7, dtype=dtype, channels_last=channels_last, grad=True)
+    w = torch.randn(6, 4, 1, 1, dtype=dtype, requires_grad=True)
+    b = torch.randn(6, dtype=dtype, requires_grad=True)
+    out = conv1x1(x, w, b)
+    ref = F.conv2d(x, w, b)
+    torch.testing.assert_close(out, ref, **_tol(dtype))
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, (x, w, b), g)
+    ref_grads = torch.autograd.grad(ref, (x, w, b), g)
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layer_norm_conv1x1_equals_layer_norm_then_convs(dtype):
+    x = _x(2, 8, 6, 9, dtype=dtype, grad=True)
+    x.data.mul_(3).add_(torch.linspace(-2, 5, 8, dtype=dtype).view(1, 8, 1, 1))  # off-centre, scaled
+    nw = (torch.rand(8, dtype=dtype) + 0.5).requires_grad_()
+    nb = torch.randn(8, dtype=dtype, requires_grad=True)
+    ws = [torch.randn(24, 8, 1, 1, dtype=dtype, requires_grad=True), torch.randn(5, 8, 1, 1, dtype=dtype)]
+    outs = layer_norm_conv1x1(x, nw, nb, 1e-5, ws)
+    normed = F.layer_norm(x.permute(0, 2, 3, 1), (8,), nw, nb, eps=1e-5).permute(0, 3, 1, 2)
+    refs = [F.conv2d(normed, w) for w in ws]
+    for o, r in zip(outs, refs):
+        assert o.shape == r.shape
+        torch.testing.assert_close(o, r, **_tol(dtype))
+    loss, ref_loss = sum((o**2).sum() for o in outs), sum((r**2).sum() for r in refs)
+    grads = torch.autograd.grad(loss, (x, nw, nb, ws[0]))
+    ref_grads = torch.autograd.grad(ref_loss, (x, nw, nb, ws[0]))
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+    with torch.no_grad():  # the in-place variant used without autograd
+        for o, r in zip(layer_norm_conv1x1(x, nw, nb, 1e-5, ws), refs):
+            torch.testing.assert_close(o, r, **_tol(dtype))
+
+
+def _restormer_mdta(attn: MDTA, x: torch.Tensor) -> torch.Tensor:
+    """Restormer's MDTA as published: F.normalize the q, k rows of each head, then q k^T."""
+    b, c, h, w = x.shape
+    q, k, v = (t.reshape(b, attn.heads, c // attn.heads, h * w)
+               for t in attn.qkv_dwconv(attn.qkv(x)).chunk(3, dim=1))
+    cosine = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+    a = torch.softmax(cosine * attn.temperature, -1)
+    return attn.project_out((a @ v).reshape(b, c, h, w))
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_mdta_equals_restormer_formula_with_gradients(heads, dtype, channels_last):
+    attn = MDTA(8, heads=heads).to(dtype)
+    with torch.no_grad():
+        attn.temperature.copy_(torch.linspace(0.7, 2.0, heads).view(heads, 1, 1))
+    x = _x(3, 8, 6, 5, dtype=dtype, channels_last=channels_last, grad=True)
+    out, ref = attn(x), _restormer_mdta(attn, x)
+    torch.testing.assert_close(out, ref, **_tol(dtype))
+    params = [x, attn.temperature, attn.qkv.weight, attn.project_out.weight]
+    grads = torch.autograd.grad(out.square().sum(), params)
+    ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+
+
+def test_gdfn_and_transformer_block_equal_chunked_formulas():
+    block = TransformerBlock(8, heads=1, ffn_expansion=2.0).to(memory_format=CL)
+    with torch.no_grad():
+        for norm in (block.norm1, block.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    ffn: GDFN = block.ffn
+    x = _x(2, 8, 7, 9, grad=True)
+
+    def ref_ffn(y):
+        x1, x2 = ffn.dwconv(ffn.project_in(y)).chunk(2, dim=1)
+        return ffn.project_out(F.gelu(x1) * x2)
+
+    torch.testing.assert_close(ffn(x), ref_ffn(x), atol=1e-5, rtol=1e-4)
+    h = x + _restormer_mdta(block.attn, block.norm1(x))
+    ref = h + ref_ffn(block.norm2(h))
+    out = block(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    params = [x] + list(block.parameters())
+    for a, r in zip(torch.autograd.grad(out.sum(), params), torch.autograd.grad(ref.sum(), params)):
+        torch.testing.assert_close(a, r, atol=1e-3, rtol=1e-3)
+
+
+def test_inverted_residual_equals_its_sequential_body():
+    block = InvertedResidual(4, expansion=2).to(memory_format=CL)
+    x = _x(2, 4, 6, 7, grad=True)
+    x.data.mul_(4)  # both ReLU6 bounds active
+    out, ref = block(x), block.body(x)
+    torch.testing.assert_close(out, ref)
+    for a, r in zip(torch.autograd.grad(out.sum(), [x, *block.parameters()]),
+                    torch.autograd.grad(ref.sum(), [x, *block.parameters()])):
+        torch.testing.assert_close(a, r)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_upsample_equals_nearest_then_conv(dtype, channels_last):
+    up = Upsample(6).to(dtype)
+    x = _x(2, 6, 5, 7, dtype=dtype, channels_last=channels_last, grad=True)
+    out = up(x)
+    ref = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    assert out.shape == (2, 6, 10, 14)
+    torch.testing.assert_close(out, ref, **_tol(dtype))
+    params = [x, up.conv.weight, up.conv.bias]
+    for a, r in zip(torch.autograd.grad(out.sum(), params), torch.autograd.grad(ref.sum(), params)):
+        torch.testing.assert_close(a, r, **_tol(dtype))
+
+
+def test_resblock_equals_sr3_formula_with_gradients():
+    block = ResBlock(6, 8, emb_dim=5, groups=2, dropout=0.0).to(memory_format=CL)
+    x = _x(3, 6, 5, 4, grad=True)
+    emb = torch.randn(3, 5)
+    out = block(x, emb)
+    h = block.block1(x) + block.emb(emb)[:, :, None, None]
+    ref = block.block2(h) + block.skip(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    params = [x, *block.parameters()]
+    for a, r in zip(torch.autograd.grad(out.sum(), params), torch.autograd.grad(ref.sum(), params)):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(8, 6), (5, 7)])  # 48 pixels (two-step max) and 35 (plain amax)
+def test_channel_attention_global_max_without_autograd(size):
+    ca = ChannelAttention(8, reduction=4)
+    x = _x(3, 8, *size)
+    with torch.no_grad():
+        fast = ca(x)
+    torch.testing.assert_close(fast, ca(x), atol=0, rtol=0)
+    mx = x.amax(dim=(2, 3), keepdim=True)
+    mixed = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * mx
+    torch.testing.assert_close(fast, torch.sigmoid(ca.mlp(mx) + ca.mlp(mixed)))
+
+
+def test_lite_model_fast_route_matches_float64_reference_route():
+    """The whole stage-II forward: float32 (oneDNN route, every fast path) against float64
+    (F.conv2d / F.layer_norm route) of the same weights, odd image size."""
+    model = DMNet.from_preset("lite").eval()
+    ir, vis = torch.rand(2, 1, 37, 45), torch.rand(2, 1, 37, 45)
+    with torch.inference_mode():
+        fast = model(ir, vis)
+        exact = model.double()(ir.double(), vis.double())
+    assert fast.dtype == torch.float32 and fast.shape == (2, 1, 37, 45)
+    torch.testing.assert_close(fast, exact, atol=1e-6, rtol=0)  # forward returns float32 either way
+
+
+def test_keep_freed_memory_applies_once_and_can_be_switched_off(monkeypatch):
+    import sys
+
+    from fusedet.dmnet_fuser import keep_freed_memory
+
+    keep_freed_memory.cache_clear()
+    monkeypatch.setenv("FUSEDET_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
+    keep_freed_memory.cache_clear()
+    monkeypatch.delenv("FUSEDET_KEEP_FREED_MEMORY")
+    applied = keep_freed_memory()
+    assert applied is (sys.platform.startswith("linux") and _has_glibc())
+    assert keep_freed_memory() is applied  # cached: mallopt runs once per process
+
+
+def _has_glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"
