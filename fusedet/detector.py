@@ -27,7 +27,6 @@ batched; on CUDA the model runs in half precision.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from fusedet.errors import InputError
+from fusedet.hashing import file_sha256
 
 DEFAULT_WEIGHTS = "yolov5xu.pt"
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
@@ -156,14 +156,6 @@ def _asset_weights(name: str) -> Path:
         raise InputError(f"{name}: download produced no file at {cache}; pass --weights PATH")
     return cache
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (weights are identified by it in run.json and cache keys)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_bgr_uint8(image: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import hashlib
 import os
 import sys
 from importlib import resources
@@ -21,8 +20,10 @@ from pathlib import Path
 import torch
 
 from dmnet.checkpoint import read_checkpoint
+from fusedet import __version__
 from fusedet.errors import InputError
 from fusedet.fusers import Fuser, register_fuser
+from fusedet.hashing import file_sha256
 
 DEFAULT_WEIGHTS = "dmnet_lite.pt"
 PRECISIONS = ("fp32", "bf16")
@@ -32,13 +33,6 @@ def default_weights() -> Path:
     """Path of the DMNet checkpoint shipped inside the package."""
     return Path(str(resources.files("fusedet.weights").joinpath(DEFAULT_WEIGHTS)))
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # glibc <malloc.h> mallopt parameters
@@ -107,7 +101,8 @@ class DMNetFuser(Fuser):
         return self
 
     def cache_key(self) -> str:
-        return f"dmnet-{self.sha256[:16]}-{self.precision}"
+        # the package version too: a release may change the model code's arithmetic
+        return f"dmnet-{self.sha256[:16]}-{self.precision}-v{__version__}"
 
     @torch.inference_mode()
     def fuse(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
@@ -115,6 +110,7 @@ class DMNetFuser(Fuser):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             fused = self.model(ir.to(self.device, torch.float32), vis_y.to(self.device, torch.float32))
         return fused.float().clamp(0.0, 1.0).to(ir.device)
+
 
 
 register_fuser("dmnet", lambda arg=None, device="cpu", **_: DMNetFuser(arg, device=device))

@@ -39,8 +39,9 @@ import numpy as np
 
 from fusedet.datasets.io import write_image
 from fusedet.datasets.records import DetectionDataset
-from fusedet.detector import Detector, file_sha256, resolve_weights
+from fusedet.detector import Detector, resolve_weights
 from fusedet.errors import InputError
+from fusedet.hashing import file_sha256
 from fusedet.sources import FusedCache, Source, file_stamp, iter_source_images
 from fusedet.tables import write_text_atomic
 

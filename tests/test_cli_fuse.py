@@ -9,6 +9,7 @@ import torch
 from dmnet_tiny import one_torch_thread, tiny_model  # noqa: F401 (autouse fixture)
 from typer.testing import CliRunner
 
+import fusedet
 from dmnet.checkpoint import save_checkpoint
 from fusedet.cli import app
 from fusedet.datasets import read_pair, rgb_to_ycbcr, to_uint8
@@ -134,8 +135,8 @@ def test_bad_inputs_exit_2_naming_files(pairs, weights, tmp_path):
 def test_dmnet_fuser_spec_and_cache_key(weights):
     fuser = get_fuser(f"dmnet:{weights}")
     assert isinstance(fuser, DMNetFuser) and fuser.summary == {"note": "untrained"}
-    assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32"
-    assert DMNetFuser(weights, precision="bf16").cache_key().endswith("-bf16")
+    assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32-v{fusedet.__version__}"
+    assert DMNetFuser(weights, precision="bf16").cache_key().endswith(f"-bf16-v{fusedet.__version__}")
     ir, vis = torch.rand(2, 1, 20, 24), torch.rand(2, 1, 20, 24)
     out = fuser.fuse(ir, vis)
     assert out.shape == (2, 1, 20, 24) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
