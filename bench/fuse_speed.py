@@ -12,9 +12,11 @@ under ``torch.inference_mode``) after one warm-up pass, with random weights (spe
 their values). Targets (issue 5): ``lite`` on 2 CPU cores <= 1 s per pair; ``paper`` on an H100
 <= 0.3 s and <= 6 GB; the paper reports 1.466 s and 9.94 GB on an A100 (Table VIII).
 
-On CPU the process first sets glibc's malloc the way the ``dmnet`` fuser (and so ``fusedet fuse``)
-does, keeping freed memory for reuse (``fusedet.dmnet_fuser.keep_freed_memory``); ``--malloc default``
-measures with glibc's defaults, where every large tensor is a fresh, zero-filled mmap.
+On CPU the process sets glibc's malloc the way the ``dmnet`` fuser (and so ``fusedet fuse``) does
+(``--malloc auto``): freed memory kept for reuse for models under 10M parameters
+(``fusedet.dmnet_fuser.keep_freed_memory``), glibc's defaults for larger ones. ``--malloc keep`` and
+``--malloc default`` force one or the other (with glibc's defaults every large tensor is a fresh,
+zero-filled mmap).
 ``--breakdown`` times --repeats more passes stage by stage (forward hooks; CUDA synchronised per
 stage) and prints the pass of median total: embed, DTB, DIB, the DM input conv, the diffusion
 module (U-Net + latent fusion), CSAB, decoder.
@@ -36,19 +38,20 @@ STAGES = ("encoder.embed", "encoder.dtb", "encoder.dib", "dm_in", "dm", "encoder
 
 
 def measure(preset: str, device: str, precision: str, threads: int, repeats: int, size: tuple[int, int],
-            keep_memory: bool = True, breakdown: bool = False) -> dict:
+            malloc: str = "auto", breakdown: bool = False) -> dict:
     """Run in a child process: build the preset, time `repeats` forward passes, report peak memory."""
     import torch
 
     from dmnet import DMNet
 
-    if device == "cpu" and keep_memory:
-        from fusedet.dmnet_fuser import keep_freed_memory
+    from fusedet.dmnet_fuser import KEEP_MEMORY_MAX_PARAMS, keep_freed_memory
 
-        keep_freed_memory()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DMNet.from_preset(preset).eval().to(device)
+    small = sum(p.numel() for p in model.parameters()) < KEEP_MEMORY_MAX_PARAMS
+    if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small)):
+        keep_freed_memory()
     ir = torch.rand(1, 1, *size, device=device)
     vis = torch.rand(1, 1, *size, device=device)
     cuda = device == "cuda"
@@ -120,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per setting (default: 3)")
     parser.add_argument("--size", default="480x640", help="H x W of the pair (default: 480x640)")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="CPU: keep freed memory for reuse as the dmnet fuser does (default) or glibc defaults")
+    parser.add_argument("--malloc", choices=("auto", "keep", "default"), default="auto",
+                        help="CPU: as the dmnet fuser does (auto: keep freed memory for small models), "
+                             "keep freed memory for reuse, or glibc defaults")
     parser.add_argument("--breakdown", action="store_true", help="also print seconds per DMNet stage")
     args = parser.parse_args(argv)
 
@@ -136,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cuda" not in devices:
         print("CUDA: not measured (no GPU here)")
     if "cpu" in devices:
-        print("CPU malloc: " + ("freed memory kept for reuse, as in fusedet fuse" if args.malloc == "keep"
-                                else "glibc defaults (large tensors are fresh mmaps)"))
+        print("CPU malloc: " + {"auto": "as in fusedet fuse (freed memory kept for reuse for models under 10M parameters)",
+                                "keep": "freed memory kept for reuse",
+                                "default": "glibc defaults (large tensors are fresh mmaps)"}[args.malloc])
     print("| preset | device | precision | params (M) | s / pair | peak memory (GB) | target |")
     print("|---|---|---|---:|---:|---:|---|")
     ctx = mp.get_context("spawn")
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             for precision in ("fp32", "bf16") if device == "cuda" else ("fp32",):
                 with ctx.Pool(1) as pool:
                     r = pool.apply(measure, (preset, device, precision, args.threads, args.repeats,
-                                             (height, width), args.malloc == "keep", args.breakdown))
+                                             (height, width), args.malloc, args.breakdown))
                 where = r.get("device_name", f"CPU x{args.threads} threads")
                 mem = f"{r['peak_gb']:.2f}" + (f" (forward {r['forward_gb']:.2f})" if "forward_gb" in r else "")
                 print(f"| {preset} | {where} | {precision} | {r['params_m']:.3f} | {r['seconds']:.3f} | {mem} | "

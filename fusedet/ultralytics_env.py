@@ -12,7 +12,8 @@ check AMP before GPU training. `prepare()` turns each of these off or makes it l
 - `YOLO_CONFIG_DIR`: our own settings folder (``$FUSEDET_CACHE/ultralytics`` or
   ``~/.cache/fusedet/ultralytics``) unless the user set one, so the user's settings are untouched.
   In it `sync` (events, crash reports) and the logging integrations (ClearML, Comet, DVC, MLflow,
-  Ray Tune, W&B, TensorBoard) are switched off; the hub stays idle without an API key.
+  Ray Tune, W&B, TensorBoard) are switched off; the hub stays idle without an API key. The notice
+  ultralytics prints when it creates that folder's settings file is filtered out.
 - Fonts: matplotlib's bundled DejaVu Sans is installed as the ``Arial.ttf`` /
   ``Arial.Unicode.ttf`` that ultralytics looks for in its config folder, so plots and data-set
   checks find a font on disk and never download one.
@@ -29,6 +30,7 @@ Every module of fusedet that touches ultralytics calls `prepare()` first (it is 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -54,6 +56,9 @@ def prepare() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_CONFIG_DIR", str(fusedet_cache_root() / "ultralytics"))
+    # the settings folder is ours: its creation is not news for the user ("Creating new
+    # Ultralytics Settings ... Update Settings with 'yolo settings key=value'")
+    logging.getLogger("ultralytics").addFilter(_quiet_settings_notice)
 
     import ultralytics.engine.trainer as trainer
     import ultralytics.utils as uutils
@@ -67,6 +72,10 @@ def prepare() -> None:
     _install_fonts(Path(uutils.USER_CONFIG_DIR))
     trainer.check_amp = _local_check_amp
     _PREPARED = True
+
+
+def _quiet_settings_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Creating new Ultralytics Settings")
 
 
 def _install_fonts(config_dir: Path) -> None:

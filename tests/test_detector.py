@@ -117,3 +117,26 @@ def test_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(InputError, match="CUDA"):
         resolve_device("cuda")
     assert resolve_device(None) == "cpu" and resolve_device("auto") == "cpu"
+
+
+def test_prepare_in_a_fresh_settings_folder_is_quiet_and_offline(tmp_path):
+    """A first run: ultralytics creates its settings file in our folder without a notice, with the
+    integrations off and the fonts installed locally."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from fusedet.ultralytics_env import prepare; prepare()\n"
+        "import ultralytics.utils as u, json; print(json.dumps(dict(u.SETTINGS)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "YOLO_CONFIG_DIR"}
+    env["FUSEDET_CACHE"] = str(tmp_path / "cache")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Settings" not in done.stdout + done.stderr
+    settings = json.loads(done.stdout.strip().splitlines()[-1])
+    assert settings["sync"] is False and settings["wandb"] is False
+    config = tmp_path / "cache" / "ultralytics" / "Ultralytics"
+    assert (config / "settings.json").is_file() and (config / "Arial.ttf").is_file()

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 from dmnet.attention import CSAB, ChannelAttention, SpatialAttention
 from dmnet.config import DMNetConfig
@@ -17,15 +18,6 @@ from dmnet.latent import DiffusionModule, pad_to_multiple
 from dmnet.presets import build_config
 from dmnet.transformer import DTB, MDTA, ChannelLayerNorm, TransformerBlock
 from dmnet.unet import SelfAttention, SR3UNet
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: OpenMP start-up dominates and is much worse on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 from dmnet import DMNet
 from dmnet.attention import ChannelAttention
@@ -16,15 +17,6 @@ from dmnet.transformer import GDFN, MDTA, TransformerBlock
 from dmnet.unet import ResBlock, Upsample
 
 CL = torch.channels_last
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: OpenMP start-up dominates and is much worse on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

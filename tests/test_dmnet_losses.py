@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 from dmnet.errors import DMNetError
 from dmnet.losses import (
@@ -19,14 +20,6 @@ from dmnet.losses import (
     sobel,
     ssim,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_ssim_matches_pytorch_msssim():
