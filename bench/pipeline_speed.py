@@ -3,9 +3,9 @@
     python bench/pipeline_speed.py                                   # CPU (and CUDA when present)
     python bench/pipeline_speed.py --size 1024x768 --weights yolov5xu.yaml --imgsz 640 --devices cuda
 
-CPU threads are those ultralytics sets when the detector starts: min(8, cores - 1), printed.
+CPU threads: torch's own count, which fusedet keeps when ultralytics starts a detector (printed).
 
-- fuse:     read the pair (reader threads), fuse on the device in batches, quantise to 8 bits
+- fuse:     read the pair (reader threads), fuse on the device (--fuse-batch pairs per pass), quantise to 8 bits
             (no cache writes): what the first evaluation of a fuser source costs per pair;
 - detect:   the detector alone on images already in memory, batched (one source);
 - evaluate: `run_evaluation` from scratch with sources ir, vi and the fuser (fresh output and
@@ -33,6 +33,7 @@ from pathlib import Path
 
 def bench_device(device: str, args) -> None:
     import dataclasses
+    import functools
     import json
 
     import torch
@@ -59,10 +60,11 @@ def bench_device(device: str, args) -> None:
         return time.perf_counter() - start
 
     images = [img for _, batch in iter_source_images(parse_sources("vi")[0], records, batch=args.batch, workers=args.workers) for img in batch]
-    detector.detect(images[: args.batch], data.classes)  # warm-up; ultralytics sets torch's threads here
+    detector.detect(images[: args.batch], data.classes)  # warm-up (predictor start)
 
-    list(iter_source_images(fuser_source, records[: args.batch], batch=args.batch, workers=args.workers))
-    fuse_s = timed(lambda: [None for _ in iter_source_images(fuser_source, records, batch=args.batch, workers=args.workers)])
+    fused = functools.partial(iter_source_images, fuser_source, batch=args.batch, fuse_batch=args.fuse_batch, workers=args.workers)
+    list(fused(records[: args.batch]))
+    fuse_s = timed(lambda: [None for _ in fused(records)])
     detect_s = timed(lambda: detector.detect(images, data.classes))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +72,7 @@ def bench_device(device: str, args) -> None:
         eval_s = timed(
             lambda: run_evaluation(
                 data, sources, detector, split="test", out=Path(tmp) / "out", cache_dir=Path(tmp) / "cache",
-                batch=args.batch, workers=args.workers,
+                batch=args.batch, fuse_batch=args.fuse_batch, workers=args.workers,
             )
         )
         ap_s = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings_s"]["ap"]
@@ -78,7 +80,7 @@ def bench_device(device: str, args) -> None:
     n = len(records)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     h, w = records[0].height, records[0].width
-    print(f"\n{name}: {n} pairs of {w}x{h}, fuser {args.fuser}, detector {detector.weights} (imgsz {detector.imgsz}), batch {args.batch}")
+    print(f"\n{name}: {n} pairs of {w}x{h}, fuser {args.fuser}, detector {detector.weights} (imgsz {detector.imgsz}), batch {args.batch}, fuse batch {args.fuse_batch}")
     print(f"  fuse     {n / fuse_s:8.2f} pairs/s   (read + fuse + 8-bit, no cache)")
     print(f"  detect   {n / detect_s:8.2f} pairs/s   (one source, images in memory)")
     print(f"  evaluate {n / eval_s:8.2f} pairs/s   (ir + vi + {args.fuser}: read, fuse, cache, 3 x detect, AP)")
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fuser", default="dmnet")
     parser.add_argument("--weights", default="demo", help="detector weights: demo, a .pt, or a yaml (random weights)")
     parser.add_argument("--imgsz", type=int, default=None)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="images per detection pass")
+    parser.add_argument("--fuse-batch", type=int, default=1, help="pairs per fusion pass")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])

@@ -101,6 +101,7 @@ def export_source(
     cache_dir: Path,
     *,
     batch: int = 8,
+    fuse_batch: int = 1,
     workers: int = 2,
     progress=None,
 ) -> dict[str, Path]:
@@ -110,7 +111,7 @@ def export_source(
     records = [r for r in dataset.records if r.split in TRAIN_SPLITS]
     todo = [r for r in records if not (_image_path(folder, r).is_file() and _label_path(folder, r).is_file())]
     task = progress.add_task(f"{source.name}: export", total=len(records), completed=len(records) - len(todo), status="") if progress else None
-    for chunk, images in iter_source_images(source, todo, batch=batch, workers=workers, cache=cache):
+    for chunk, images in iter_source_images(source, todo, batch=batch, fuse_batch=fuse_batch, workers=workers, cache=cache):
         for record, image in zip(chunk, images):
             if cache is None:
                 write_image(_image_path(folder, record), image)
@@ -263,13 +264,21 @@ def _finished(last: Path) -> bool:
 
 
 def export_sources(
-    dataset: DetectionDataset, sources: Sequence[Source], cache_dir: Path, *, batch: int = 8, workers: int = 2, progress=None
+    dataset: DetectionDataset,
+    sources: Sequence[Source],
+    cache_dir: Path,
+    *,
+    batch: int = 8,
+    fuse_batch: int = 1,
+    workers: int = 2,
+    progress=None,
 ) -> tuple[Path, dict[str, dict[str, Path]]]:
     """Export every source's train/val images and labels; returns (export root, source -> split -> image dir)."""
     if not dataset.split("train"):
         raise InputError(f"dataset {dataset.name!r} has no train pairs to fine-tune on (split: {dataset.split_source})")
     root = export_root(dataset, cache_dir)
-    dirs = {s.name: export_source(dataset, s, root, cache_dir, batch=batch, workers=workers, progress=progress) for s in sources}
+    dirs = {s.name: export_source(dataset, s, root, cache_dir, batch=batch, fuse_batch=fuse_batch, workers=workers, progress=progress)
+            for s in sources}
     return root, dirs
 
 

@@ -10,13 +10,16 @@ Fused images produced elsewhere (another method's output folder) are not fusers:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from fusedet.datasets.color import replace_luma, rgb_to_ycbcr
 from fusedet.errors import InputError
+
+T = TypeVar("T")
 
 
 class Fuser(ABC):
@@ -83,6 +86,16 @@ def _ensure_builtin_fusers() -> None:
         except ModuleNotFoundError as exc:  # pragma: no cover - only before DMNet landed
             if exc.name != "fusedet.dmnet_fuser":
                 raise
+
+
+def batches_by_size(items: Sequence[T], size: Callable[[T], Hashable], batch: int) -> list[list[T]]:
+    """`items` grouped by image size (groups in order of first appearance), each group cut into
+    batches of at most `batch`: what one fusion forward pass can take."""
+    batch = max(1, int(batch))
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(size(item), []).append(item)
+    return [group[i : i + batch] for group in groups.values() for i in range(0, len(group), batch)]
 
 
 def fuse_color(fuser: Fuser, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:

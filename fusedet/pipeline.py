@@ -48,7 +48,9 @@ class FusionDetector:
     `fuser`: a registered name or spec (``dmnet``, ``mean``, ``max``, ``dmnet:PATH``) or a Fuser;
     `weights`: detector weights (``yolov5xu.pt``, a path, or ``demo``); `device`: 'cpu', 'cuda' or
     None (CUDA when available). The other settings are the detector's (fusedet.detector.Detector)
-    and the batch / reader-thread counts used by `evaluate`. Fuser and detector load on first use.
+    and the batch / reader-thread counts used by `evaluate`: `batch` images per detection pass,
+    `fuse_batch` pairs per fusion pass (1 by default: a DMNet pass on a 1024x768 pair needs GBs).
+    Fuser and detector load on first use.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class FusionDetector:
         iou: float = 0.6,
         max_det: int = 300,
         batch: int = 8,
+        fuse_batch: int = 1,
         workers: int = 2,
         half: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -70,7 +73,7 @@ class FusionDetector:
         self.fuser_spec = fuser
         self.weights = weights
         self.detector_options = {"imgsz": imgsz, "conf": conf, "iou": iou, "max_det": max_det, "batch": batch, "half": half}
-        self.batch, self.workers = max(1, int(batch)), max(0, int(workers))
+        self.batch, self.fuse_batch, self.workers = max(1, int(batch)), max(1, int(fuse_batch)), max(0, int(workers))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._fuser: Fuser | None = None
         self._detector: Detector | None = None
@@ -151,6 +154,7 @@ class FusionDetector:
                 out=out_dir,
                 cache_dir=cache,
                 batch=self.batch,
+                fuse_batch=self.fuse_batch,
                 workers=self.workers,
                 paper=paper,
                 progress=progress,
@@ -217,6 +221,7 @@ def run_evaluation(
     out: str | os.PathLike,
     cache_dir: str | os.PathLike,
     batch: int = 8,
+    fuse_batch: int = 1,
     workers: int = 2,
     paper: bool = False,
     progress=None,
@@ -262,7 +267,7 @@ def run_evaluation(
             if progress:
                 progress.update(task, completed=len(records), status="[dim]reused from an earlier run[/]")
         else:
-            dets = _detect_source(source, records, det, classes, cache_dir, batch, workers, timings, progress, task)
+            dets = _detect_source(source, records, det, classes, cache_dir, batch, fuse_batch, workers, timings, progress, task)
             _write_json(out / "detections" / f"{source.name}.json", dets)
             _write_json(out / ".resume" / f"{source.name}.json", {"key": key})
         per_source_dets[source.name] = dets
@@ -301,13 +306,14 @@ def run_evaluation(
     return table
 
 
-def _detect_source(source, records, detector, classes, cache_dir, batch, workers, timings, progress, task) -> list[dict]:
+def _detect_source(source, records, detector, classes, cache_dir, batch, fuse_batch, workers, timings, progress, task) -> list[dict]:
     """Run `detector` over the source's images (fusing and caching as needed); COCO results."""
     cache = FusedCache(cache_dir, source.fuser) if source.fuser is not None else None
     stage = defaultdict(float)
     image_id = {r.stem: i for i, r in enumerate(records, start=1)}
     dets: list[dict] = []
-    for chunk, images in iter_source_images(source, records, batch=batch, workers=workers, cache=cache, timings=stage):
+    for chunk, images in iter_source_images(source, records, batch=batch, fuse_batch=fuse_batch, workers=workers,
+                                            cache=cache, timings=stage):
         t0 = time.perf_counter()
         found = detector.detect(images, classes)
         stage["detect"] += time.perf_counter() - t0

@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ import torch
 
 from fusedet.datasets.io import list_images, read_image, read_ir, read_pair, read_vis, to_uint8, write_image
 from fusedet.errors import InputError
-from fusedet.fusers import Fuser, fuse_color, get_fuser
+from fusedet.fusers import Fuser, batches_by_size, fuse_color, get_fuser
 from fusedet.tables import write_text_atomic
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -241,14 +241,15 @@ def iter_source_images(
     records: Sequence,
     *,
     batch: int = 8,
+    fuse_batch: int = 1,
     workers: int = 2,
     cache: FusedCache | None = None,
     timings: Timings | None = None,
 ) -> Iterator[tuple[list, list[np.ndarray]]]:
     """Yield (records, images) batches of `source`'s 8-bit detector inputs (gray H x W or RGB H x W x 3).
 
-    For a fuser source, cached images are read back and the rest are fused batch by batch (pairs of
-    the same size together) and cached. Sizes are checked against the records. `timings`
+    For a fuser source, cached images are read back and the rest are fused, at most `fuse_batch`
+    pairs of one size per forward pass (a DMNet pass needs GBs per 1024x768 pair), and cached. Sizes are checked against the records. `timings`
     accumulates seconds under 'read' (summed over reader threads, which overlap the compute),
     'fuse' and 'cache write' (waiting for the background writes at the end).
     """
@@ -288,10 +289,10 @@ def iter_source_images(
             chunk_records.append(record)
             chunk_images.append(item)
             if len(chunk_records) == batch:
-                yield chunk_records, _finish(source, chunk_records, chunk_images, cache, writer, writes, timings)
+                yield chunk_records, _finish(source, chunk_records, chunk_images, fuse_batch, cache, writer, writes, timings)
                 chunk_records, chunk_images = [], []
         if chunk_records:
-            yield chunk_records, _finish(source, chunk_records, chunk_images, cache, writer, writes, timings)
+            yield chunk_records, _finish(source, chunk_records, chunk_images, fuse_batch, cache, writer, writes, timings)
         if writes:
             start = time.perf_counter()
             for future in writes:
@@ -302,16 +303,14 @@ def iter_source_images(
             writer.shutdown(wait=True)
 
 
-def _finish(source, records, items, cache, writer, writes, timings) -> list[np.ndarray]:
-    """Fuse the pairs among `items` (those not read from the cache) and queue their cache writes."""
+def _finish(source, records, items, fuse_batch, cache, writer, writes, timings) -> list[np.ndarray]:
+    """Fuse the pairs among `items` (those not read from the cache), `fuse_batch` at a time, and
+    queue their cache writes."""
     todo = [i for i, item in enumerate(items) if not isinstance(item, np.ndarray)]
     if not todo:
         return items
     start = time.perf_counter()
-    by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i in todo:
-        by_size[items[i].size].append(i)
-    for indices in by_size.values():
+    for indices in batches_by_size(todo, lambda i: items[i].size, fuse_batch):
         fused = fuse_pairs_uint8(source.fuser, [items[i] for i in indices])
         for i, image in zip(indices, fused):
             items[i] = image

@@ -20,10 +20,14 @@ check AMP before GPU training. `prepare()` turns each of these off or makes it l
 - AMP: the trainer's AMP check (which downloads a model to compare FP32 with AMP outputs) is
   replaced by a local decision: AMP on CUDA except on the GPUs ultralytics itself lists as unsafe
   (GTX 16xx, T-series Quadro, K40m), off elsewhere.
-- Threads are left as ultralytics sets them: its device selection gives torch min(8, cores - 1)
-  threads (1 on a 2-core machine), leaving a core to image decoding. Measured here on 2 busy cores,
-  the demo detector ran 10-20x slower with 2 torch threads than with 1 (OpenMP threads waiting on
-  each other while the other core is taken), so we keep that choice.
+- Threads: ultralytics' device selection sets torch to min(8, cores - 1) threads each time a
+  predictor or trainer starts (sized for training's loader workers), and the DMNet fusions of an
+  evaluation run between detections. fusedet keeps torch's own count instead (the one it has when
+  `prepare()` first runs: all cores, or OMP_NUM_THREADS). Measured on this project's 2-core
+  machine: the demo detector 150 instead of 105 images/s, DMNet lite 0.27 instead of 0.49 s per
+  320x256 pair, and `fusedet evaluate` with sources ir, vi, dmnet on the demo 28 s instead of
+  43 s. (An earlier measurement on a machine whose other core was taken found 2 threads much
+  slower than 1: set OMP_NUM_THREADS on a crowded machine.)
 
 Every module of fusedet that touches ultralytics calls `prepare()` first (it is idempotent).
 """
@@ -60,9 +64,11 @@ def prepare() -> None:
     # Ultralytics Settings ... Update Settings with 'yolo settings key=value'")
     logging.getLogger("ultralytics").addFilter(_quiet_settings_notice)
 
+    import torch
     import ultralytics.engine.trainer as trainer
     import ultralytics.utils as uutils
     import ultralytics.utils.events as events
+    import ultralytics.utils.torch_utils as torch_utils
 
     events.events.enabled = False  # in case ultralytics was imported before us, online
     settings = uutils.SETTINGS
@@ -71,6 +77,7 @@ def prepare() -> None:
         settings.update(changes)
     _install_fonts(Path(uutils.USER_CONFIG_DIR))
     trainer.check_amp = _local_check_amp
+    torch_utils.NUM_THREADS = torch.get_num_threads()  # what select_device() gives torch (see above)
     _PREPARED = True
 
 

@@ -119,17 +119,20 @@ def test_cuda_without_gpu_is_a_clear_error():
     assert resolve_device(None) == "cpu" and resolve_device("auto") == "cpu"
 
 
-def test_prepare_in_a_fresh_settings_folder_is_quiet_and_offline(tmp_path):
+def test_prepare_in_a_fresh_settings_folder_is_quiet_offline_and_keeps_threads(tmp_path):
     """A first run: ultralytics creates its settings file in our folder without a notice, with the
-    integrations off and the fonts installed locally."""
+    integrations off and the fonts installed locally; its device selection keeps torch's threads."""
     import json
     import os
     import subprocess
     import sys
 
     code = (
+        "import torch; torch.set_num_threads(3)\n"
         "from fusedet.ultralytics_env import prepare; prepare()\n"
-        "import ultralytics.utils as u, json; print(json.dumps(dict(u.SETTINGS)))\n"
+        "from ultralytics.utils.torch_utils import select_device; select_device('cpu', verbose=False)\n"
+        "import ultralytics.utils as u, json\n"
+        "print(json.dumps({**u.SETTINGS, 'threads': torch.get_num_threads()}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "YOLO_CONFIG_DIR"}
     env["FUSEDET_CACHE"] = str(tmp_path / "cache")
@@ -138,5 +141,6 @@ def test_prepare_in_a_fresh_settings_folder_is_quiet_and_offline(tmp_path):
     assert "Settings" not in done.stdout + done.stderr
     settings = json.loads(done.stdout.strip().splitlines()[-1])
     assert settings["sync"] is False and settings["wandb"] is False
+    assert settings["threads"] == 3  # ultralytics alone sets min(8, cores - 1)
     config = tmp_path / "cache" / "ultralytics" / "Ultralytics"
     assert (config / "settings.json").is_file() and (config / "Arial.ttf").is_file()

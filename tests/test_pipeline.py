@@ -17,10 +17,10 @@ from fusedet.datasets.records import DetectionDataset, DetectionRecord
 from fusedet.detection_table import DetectionTable
 from fusedet.detector import ClassMapping, Detections
 from fusedet.errors import InputError
-from fusedet.fusers import Fuser, MeanFuser, fuse_arrays
+from fusedet.fusers import Fuser, MeanFuser, batches_by_size, fuse_arrays
 from fusedet.paper_results import TABLE_VII
 from fusedet.pipeline import run_evaluation
-from fusedet.sources import parse_sources
+from fusedet.sources import iter_source_images, parse_sources
 from detection_helpers import COCO80, tiny_checkpoint
 
 CLASSES = ["People", "Car", "Bus", "Lamp"]  # Bus: not covered by the scripted detector; Lamp: no ground truth
@@ -87,9 +87,11 @@ class CountingMean(Fuser):
 
     def __init__(self):
         self.calls = 0
+        self.passes: list[int] = []  # pairs per fuse() call
 
     def fuse(self, ir, vis_y):
         self.calls += ir.shape[0]
+        self.passes.append(ir.shape[0])
         return (ir + vis_y) / 2
 
     def cache_key(self) -> str:
@@ -123,7 +125,7 @@ def test_known_ap_end_to_end_and_output_files(tmp_path):
     for source in table.rows:
         assert table.rows[source]["Bus"] is None  # not covered by the detector: not a misleading 0
         assert table.rows[source]["Lamp"] is None  # no ground truth
-    assert fuser.calls == 5
+    assert fuser.calls == 5 and fuser.passes == [1] * 5  # fuse_batch 1 by default, whatever the detection batch
 
     out = tmp_path / "out"
     for name in ("table.csv", "table.md", "table.tex", "table.json", "ap_per_class.png", "ground_truth.json", "run.json"):
@@ -146,6 +148,22 @@ def test_known_ap_end_to_end_and_output_files(tmp_path):
     md = (out / "table.md").read_text()
     assert "Bus: not covered" in md and "Lamp: no ground-truth box" in md
     assert cv2.imread(str(out / "ap_per_class.png")) is not None
+
+
+def test_fusion_passes_are_cut_to_fuse_batch_and_grouped_by_size(tmp_path):
+    data = synthetic_dataset(tmp_path / "data", n=5)
+    fuser = CountingMean()
+    source = parse_sources(["countmean"], fusers={"countmean": lambda: fuser})[0]
+    got = [(len(chunk), len(images)) for chunk, images in
+           iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=1)]
+    assert got == [(5, 5)] and fuser.passes == [2, 2, 1]
+    one_by_one = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=1, workers=0) for im in ims]
+    by_two = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=0) for im in ims]
+    assert all(np.array_equal(a, b) for a, b in zip(one_by_one, by_two)) and len(by_two) == 5
+    # sizes interleaved: each pass holds one size, groups in order of first appearance
+    sizes = {"a": (4, 4), "b": (8, 8), "c": (4, 4), "d": (4, 4), "e": (8, 8)}
+    assert batches_by_size(list(sizes), sizes.__getitem__, 2) == [["a", "c"], ["d"], ["b", "e"]]
+    assert batches_by_size([], sizes.__getitem__, 3) == []
 
 
 def test_parallel_ap_processes_give_the_same_table(tmp_path, monkeypatch):

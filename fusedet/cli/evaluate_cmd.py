@@ -82,7 +82,8 @@ def evaluate(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: runs/evaluate-DATASET-SPLIT)."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Images per fusion / detection batch."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per detection batch."),
+    fuse_batch: int = typer.Option(1, "--fuse-batch", min=1, help="Pairs per fusion pass (DMNet needs GBs per 1024x768 pair)."),
     imgsz: int | None = typer.Option(None, "--imgsz", min=32, help="Detector input size (default: the weights' training size, else 640)."),
     conf: float = typer.Option(0.001, "--conf", min=0.0, max=1.0, help="Confidence threshold (evaluation setting)."),
     iou: float = typer.Option(0.6, "--iou", min=0.0, max=1.0, help="NMS IoU threshold."),
@@ -122,6 +123,7 @@ def evaluate(
         iou=iou,
         max_det=max_det,
         batch=batch,
+        fuse_batch=fuse_batch,
         workers=workers,
         cache_dir=cache_dir,
     )

@@ -31,6 +31,7 @@ def finetune(
     epochs: int = typer.Option(30, "--epochs", min=1, help="Training epochs."),
     imgsz: int = typer.Option(640, "--imgsz", min=32, help="Training and evaluation image size."),
     batch: int = typer.Option(16, "--batch", min=1, help="Training batch size (also the evaluation batch)."),
+    fuse_batch: int = typer.Option(1, "--fuse-batch", min=1, help="Pairs per fusion pass (DMNet needs GBs per 1024x768 pair)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: runs/finetune-DATASET-PROTOCOL)."),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", min=0, help="Data-loading workers."),
@@ -62,7 +63,7 @@ def finetune(
     parsed = parse_sources(sources or [DEFAULT_SOURCES], device=dev)
     cache = cache_dir or default_cache_dir(out)
     with make_progress() as progress:
-        export = export_sources(data, parsed, cache, batch=batch, workers=workers, progress=progress)
+        export = export_sources(data, parsed, cache, batch=batch, fuse_batch=fuse_batch, workers=workers, progress=progress)
     trained = train_protocol(
         data,
         parsed,
@@ -99,6 +100,7 @@ def finetune(
             out=out,
             cache_dir=cache,
             batch=batch,
+            fuse_batch=fuse_batch,
             workers=workers,
             progress=progress,
             run_info={"device": dev, "seed": seed, "training": training},

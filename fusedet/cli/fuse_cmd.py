@@ -18,14 +18,6 @@ from fusedet.cli.common import console, handle_errors, make_progress
 from fusedet.errors import InputError
 
 
-def plan_batches(sizes: dict[str, tuple[int, int]], stems: list[str], batch: int) -> list[list[str]]:
-    """Group `stems` into batches of at most `batch` pairs of one size, in order of first appearance."""
-    groups: dict[tuple[int, int], list[str]] = {}
-    for stem in stems:
-        groups.setdefault(sizes[stem], []).append(stem)
-    return [group[i : i + batch] for group in groups.values() for i in range(0, len(group), batch)]
-
-
 def _resolve_fuser_spec(fuser: str | None, weights: Path | None) -> str:
     if fuser and weights:
         raise InputError("give --weights (a DMNet checkpoint) or --fuser, not both")
@@ -64,7 +56,7 @@ def fuse(
 
     from fusedet.datasets import PairFolder, rgb_to_gray, write_image
     from fusedet.datasets.headers import pair_size
-    from fusedet.fusers import fuse_color, get_fuser
+    from fusedet.fusers import batches_by_size, fuse_color, get_fuser
 
     spec = _resolve_fuser_spec(fuser, weights)
     folder = PairFolder(ir, vis)
@@ -82,7 +74,7 @@ def fuse(
     out.mkdir(parents=True, exist_ok=True)
     with make_progress() as progress:
         task = progress.add_task("fusing", total=len(folder.stems), completed=skipped, status="")
-        for stems in plan_batches(sizes, todo, batch):
+        for stems in batches_by_size(todo, sizes.__getitem__, batch):
             pairs = [folder.read(s) for s in stems]
             ir_t = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(dev)
             vis_t = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(dev)
