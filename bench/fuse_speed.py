@@ -44,13 +44,12 @@ def measure(preset: str, device: str, precision: str, threads: int, repeats: int
 
     from dmnet import DMNet
 
-    from fusedet.dmnet_fuser import KEEP_MEMORY_MAX_PARAMS, keep_freed_memory
+    from fusedet.dmnet_fuser import keep_freed_memory, small_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DMNet.from_preset(preset).eval().to(device)
-    small = sum(p.numel() for p in model.parameters()) < KEEP_MEMORY_MAX_PARAMS
-    if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small)):
+    if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small_model(model))):
         keep_freed_memory()
     ir = torch.rand(1, 1, *size, device=device)
     vis = torch.rand(1, 1, *size, device=device)

@@ -37,6 +37,11 @@ def default_weights() -> Path:
 
 
 
+def small_model(model: torch.nn.Module) -> bool:
+    """Whether `model` is small enough for ``keep_freed_memory`` to pay off on CPU."""
+    return sum(p.numel() for p in model.parameters()) < KEEP_MEMORY_MAX_PARAMS
+
+
 # glibc <malloc.h> mallopt parameters
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -102,7 +107,7 @@ class DMNetFuser(Fuser):
     def to(self, device: str | torch.device) -> DMNetFuser:
         self.device = torch.device(device)
         self.model.to(self.device)
-        if self.device.type == "cpu" and sum(p.numel() for p in self.model.parameters()) < KEEP_MEMORY_MAX_PARAMS:
+        if self.device.type == "cpu" and small_model(self.model):
             keep_freed_memory()
         return self
 

@@ -212,3 +212,11 @@ def _has_glibc() -> bool:
     import platform
 
     return platform.libc_ver()[0] == "glibc"
+
+
+def test_freed_memory_reuse_is_for_small_models_only():
+    from fusedet.dmnet_fuser import KEEP_MEMORY_MAX_PARAMS, small_model
+
+    assert small_model(DMNet.from_preset("lite"))  # 0.3M parameters
+    big = torch.nn.Linear(4000, KEEP_MEMORY_MAX_PARAMS // 4000 + 1)  # just over the bound
+    assert not small_model(big)
