@@ -14,12 +14,14 @@ them treat odd input the same way:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from fusedet.datasets.headers import pair_size
 from fusedet.datasets.io import few
+from fusedet.datasets.layout import PairFiles
 from fusedet.datasets.records import DatasetWarnings, DetectionRecord
 from fusedet.errors import InputError
 
@@ -85,6 +87,37 @@ def make_record(
         labels=tuple(labels),
         split=split,
     )
+
+
+def files_by_stem(folder: Path, suffix: str, kind: str, *, skip: Iterable[str] = ()) -> dict[str, Path]:
+    """The files under `folder` (any depth) whose suffix is `suffix` (case-insensitive), by stem, but
+    those named in `skip`; two of one stem is an error (`kind`: "label file", ...)."""
+    skip = {name.lower() for name in skip}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix.lower() != suffix or path.name.lower() in skip:
+            continue
+        if path.stem in found:
+            raise InputError(f"two {kind}s share the stem {path.stem!r}: {found[path.stem]}, {path}")
+        found[path.stem] = path
+    return found
+
+
+def labelled_pairs(
+    pairs: Iterable[PairFiles], splits: Mapping[str, str], label_files: Mapping[str, Path], warnings: DatasetWarnings
+) -> Iterator[tuple[PairFiles, str, Path, int, int]]:
+    """(pair, split, label file, width, height) for each pair that has a split and a label file;
+    pairs in a split without a label file are listed in ``warnings.unannotated_images``."""
+    for pair in pairs:
+        split = splits.get(pair.stem)
+        if split is None:
+            continue
+        label_path = label_files.get(pair.stem)
+        if label_path is None:
+            warnings.unannotated_images.append(pair.stem)
+            continue
+        width, height = pair_size(pair.stem, pair.ir_path, pair.vis_path)
+        yield pair, split, label_path, width, height
 
 
 def note_unmatched(

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusedet.datasets.annotations import ClassMap, make_record, note_unmatched
-from fusedet.datasets.headers import pair_size
+from fusedet.datasets.annotations import ClassMap, files_by_stem, labelled_pairs, make_record, note_unmatched
 from fusedet.datasets.layout import child_dir, find_pairs
 from fusedet.datasets.records import DatasetWarnings, DetectionDataset
 from fusedet.datasets.splits import assign_splits
@@ -30,17 +29,6 @@ from fusedet.errors import InputError
 MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
 # label variant aliases -> folder name
 LABEL_VARIANTS: dict[str, str] = {"fusion": "labels", "ir": "labels_ir", "vi": "labels_vi", "vis": "labels_vi"}
-
-
-def _label_files(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*.txt")):
-        if path.name.lower() == "classes.txt" or not path.is_file():
-            continue
-        if path.stem in found:
-            raise InputError(f"two label files share the stem {path.stem!r}: {found[path.stem]}, {path}")
-        found[path.stem] = path
-    return found
 
 
 def load_msrs(root: str | Path, *, seed: int = 0, labels: str = "labels") -> DetectionDataset:
@@ -64,18 +52,10 @@ def load_msrs(root: str | Path, *, seed: int = 0, labels: str = "labels") -> Det
     splits, split_source, notes = assign_splits(
         stems, root=root, seed=seed, folder_splits={p.stem: p.folder_split for p in pairs}, table=split_table
     )
-    label_files = _label_files(label_dir)
+    label_files = files_by_stem(label_dir, ".txt", "label file", skip=["classes.txt"])
     warnings = DatasetWarnings(notes=notes)
     records = []
-    for pair in pairs:
-        split = splits.get(pair.stem)
-        if split is None:
-            continue
-        label_path = label_files.get(pair.stem)
-        if label_path is None:
-            warnings.unannotated_images.append(pair.stem)
-            continue
-        width, height = pair_size(pair.stem, pair.ir_path, pair.vis_path)
+    for pair, split, label_path, width, height in labelled_pairs(pairs, splits, label_files, warnings):
         rows = read_yolo_labels(label_path)
         boxes = yolo_to_xyxy(rows, width, height)
         names = [classes[int(c)] if int(c) < len(classes) else f"id {int(c)}" for c in rows[:, 0]]

@@ -21,24 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusedet.datasets.annotations import ClassMap, make_record, note_unmatched
-from fusedet.datasets.headers import pair_size
+from fusedet.datasets.annotations import ClassMap, files_by_stem, labelled_pairs, make_record, note_unmatched
 from fusedet.datasets.io import few
 from fusedet.datasets.layout import child_dir, find_pairs
 from fusedet.datasets.records import DatasetWarnings, DetectionDataset
 from fusedet.datasets.splits import assign_splits
 from fusedet.datasets.voc import read_voc
 from fusedet.errors import InputError
-
-
-def _xml_files(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() == ".xml":
-            if path.stem in found:
-                raise InputError(f"two annotation files share the stem {path.stem!r}: {found[path.stem]}, {path}")
-            found[path.stem] = path
-    return found
 
 
 def load_voc_dataset(
@@ -62,7 +51,7 @@ def load_voc_dataset(
             hint = " (found labels/: YOLO text labels are not read by this reader, convert them to VOC XML)"
         raise InputError(f"{root}: missing annotation folder {annotation_names[0]}/ (Pascal VOC XML, one per pair){hint}")
     pairs = find_pairs(root, ir_names, vis_names)
-    xml_files = _xml_files(ann_dir)
+    xml_files = files_by_stem(ann_dir, ".xml", "annotation file")
     stems = [p.stem for p in pairs]
     splits, split_source, notes = assign_splits(
         stems, root=root, seed=seed, folder_splits={p.stem: p.folder_split for p in pairs}
@@ -71,15 +60,7 @@ def load_voc_dataset(
     records = []
     size_mismatch: list[str] = []
     difficult = 0
-    for pair in pairs:
-        split = splits.get(pair.stem)
-        if split is None:
-            continue
-        xml = xml_files.get(pair.stem)
-        if xml is None:
-            warnings.unannotated_images.append(pair.stem)
-            continue
-        width, height = pair_size(pair.stem, pair.ir_path, pair.vis_path)
+    for pair, split, xml, width, height in labelled_pairs(pairs, splits, xml_files, warnings):
         annotation = read_voc(xml)
         if annotation.width is not None and (annotation.width, annotation.height) != (width, height):
             size_mismatch.append(f"{pair.stem} ({annotation.width}x{annotation.height} vs {width}x{height})")

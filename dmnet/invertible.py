@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet.dense import chain_sum
 from dmnet.kernels import conv1x1
 
 
@@ -85,8 +86,4 @@ class DIB(nn.Module):
         self.psi = psi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for layer in self.layers:
-            x = layer(x)
-            total = x if total is None else total + x
-        return self.psi * total if total is not None else torch.zeros_like(x)
+        return self.psi * chain_sum(self.layers, x)

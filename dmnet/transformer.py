@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet.dense import chain_sum
 from dmnet.kernels import conv1x1, layer_norm_conv1x1
 
 
@@ -150,8 +151,4 @@ class DTB(nn.Module):
         self.omega = omega
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
-        for layer in self.layers:
-            x = layer(x)
-            total = x if total is None else total + x
-        return self.omega * total if total is not None else torch.zeros_like(x)
+        return self.omega * chain_sum(self.layers, x)
