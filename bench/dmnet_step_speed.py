@@ -53,7 +53,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     for precision in ("fp32", "bf16") if args.bf16 else ("fp32",):
-        def autocast():
+        def autocast(precision: str = precision):
             if precision == "bf16":
                 return torch.autocast("cpu", dtype=torch.bfloat16)
             return contextlib.nullcontext()

@@ -43,7 +43,6 @@ def measure(preset: str, device: str, precision: str, threads: int, repeats: int
     import torch
 
     from dmnet import DMNet
-
     from fusedet.dmnet_fuser import keep_freed_memory, small_model
 
     torch.set_num_threads(threads)

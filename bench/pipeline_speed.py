@@ -80,7 +80,10 @@ def bench_device(device: str, args) -> None:
     n = len(records)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     h, w = records[0].height, records[0].width
-    print(f"\n{name}: {n} pairs of {w}x{h}, fuser {args.fuser}, detector {detector.weights} (imgsz {detector.imgsz}), batch {args.batch}, fuse batch {args.fuse_batch}")
+    print(
+        f"\n{name}: {n} pairs of {w}x{h}, fuser {args.fuser}, detector {detector.weights} (imgsz {detector.imgsz}), "
+        f"batch {args.batch}, fuse batch {args.fuse_batch}"
+    )
     print(f"  fuse     {n / fuse_s:8.2f} pairs/s   (read + fuse + 8-bit, no cache)")
     print(f"  detect   {n / detect_s:8.2f} pairs/s   (one source, images in memory)")
     print(f"  evaluate {n / eval_s:8.2f} pairs/s   (ir + vi + {args.fuser}: read, fuse, cache, 3 x detect, AP)")

@@ -205,7 +205,8 @@ def truck(rng: Rng, view: str, facing: int) -> Shape:
         parts.append(Part(rect(-L / 2 + 0.1, 0.6 * Hb, cab_x - 0.25, 0.63 * Hb), "trim"))
         parts.append(Part(np.array([[cab_x, 0.5], [L / 2, 0.5], [L / 2, 0.62 * Hc], [L / 2 - 0.35, Hc], [cab_x, Hc]]), "paint"))
         parts.append(Part(rect(cab_x + 0.05, 0.5, L / 2 - 0.05, 0.45 * Hc), "engine"))
-        parts.append(Part(np.array([[cab_x + 0.9, 0.65 * Hc], [L / 2 - 0.05, 0.65 * Hc], [L / 2 - 0.38, 0.93 * Hc], [cab_x + 0.9, 0.93 * Hc]]), "glass"))
+        glass = [[cab_x + 0.9, 0.65 * Hc], [L / 2 - 0.05, 0.65 * Hc], [L / 2 - 0.38, 0.93 * Hc], [cab_x + 0.9, 0.93 * Hc]]
+        parts.append(Part(np.array(glass), "glass"))
         parts.append(Part(rect(L / 2 - 0.15, 0.3 * Hc, L / 2, 0.38 * Hc), "headlight"))
         _wheel(parts, L / 2 - 1.1, r)
         _wheel(parts, -L / 2 + 2.4, r)

@@ -287,7 +287,7 @@ class _Canvas:
         if emission is not None:
             cv2.fillPoly(self.emission, p, emission, cv2.LINE_8, _SHIFT)
 
-    def ground_depth(self, cam: "_Camera") -> None:
+    def ground_depth(self, cam: _Camera) -> None:
         """Background depth: the flat ground's 1/s below the horizon, far above it (sky, skyline)."""
         rows = (np.arange(self.depth.shape[0], dtype=np.float32) + 0.5) / SUPERSAMPLE
         s = cam.s_of_y(rows)

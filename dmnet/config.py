@@ -89,7 +89,7 @@ class DMNetConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DMNetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DMNetConfig:
         """Rebuild a config; unknown keys or values of the wrong type raise DMNetError."""
         if not isinstance(data, dict):
             raise DMNetError(f"DMNet config must be a dict, got {type(data).__name__}")
@@ -103,7 +103,7 @@ class DMNetConfig:
             kwargs[key] = value
         return cls(**kwargs)
 
-    def replace(self, **changes: Any) -> "DMNetConfig":
+    def replace(self, **changes: Any) -> DMNetConfig:
         """A copy with some fields changed (validated); unknown fields raise DMNetError."""
         unknown = sorted(set(changes) - set(field_names()))
         if unknown:

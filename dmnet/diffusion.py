@@ -10,7 +10,7 @@ sqrt(abar_t) I_0 + sqrt(1 - abar_t) xi, which is what DDPM trains on and what we
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -22,7 +22,8 @@ All losses are computed in float32 (also under bf16 autocast) and return scalar 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -70,7 +70,7 @@ class DMNet(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_preset(cls, name: str, ablation: str | None = None, **overrides: Any) -> "DMNet":
+    def from_preset(cls, name: str, ablation: str | None = None, **overrides: Any) -> DMNet:
         """Build the ``paper`` or ``lite`` preset, optionally with a Table V row and overrides."""
         return cls(build_config(name, ablation=ablation, **overrides))
 

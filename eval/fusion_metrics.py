@@ -22,9 +22,10 @@ Precision: exact integer arithmetic wherever the reference's quantities are inte
 moments, Sobel responses, SSIM's 7 x 7 box sums and their variance/covariance numerators), float64 for
 VIF's Gaussian statistics (its 1e-10 variance thresholds need it), float32 where the reference itself
 works in float32 (Qabf, AG) and for MS-SSIM's statistics of values centred at 128 (within 2e-6 of
-float64). On CUDA every filter runs in float64 (float32 GEMMs may use TF32 there). MS-SSIM needs a short side of at least 161 pixels (four halvings of an 11-tap window); smaller images
-get NaN for MS-SSIM and a :class:`MetricWarning` naming the image; the other metrics need a short side
-of at least 41 pixels (VIF's four scales) and raise :class:`fusedet.errors.InputError` below that.
+float64). On CUDA every filter runs in float64 (float32 GEMMs may use TF32 there). MS-SSIM needs a
+short side of at least 161 pixels (four halvings of an 11-tap window); smaller images get NaN for
+MS-SSIM and a :class:`MetricWarning` naming the image; the other metrics need a short side of at least
+41 pixels (VIF's four scales) and raise :class:`fusedet.errors.InputError` below that.
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ def to_gray255(image: Images, name: str = "image") -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------------
 # Implementation. _Sources holds the pair (A, B) and what several metrics derive from it; _Fused holds
-# a batch of fused images F (N x H x W) and what several metrics derive from them (histograms, moments). One class per metric: __init__ does the work that depends only on the sources, __call__ scores
-# a batch and returns N float64 values on the CPU.
+# a batch of fused images F (N x H x W) and what several metrics derive from them (histograms, moments).
+# One class per metric: __init__ does the work that depends only on the sources, __call__ scores a batch and returns N float64 values on the CPU.
 # --------------------------------------------------------------------------------------------------
 
 _LEVELS = torch.arange(256, dtype=torch.float64)

@@ -138,7 +138,10 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+_TEX = {
+    "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}",
+}
 
 
 def _tex_escape(text: str) -> str:

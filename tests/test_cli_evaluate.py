@@ -10,12 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ap_reference import reference_ap
+from detection_helpers import COCO80, tiny_checkpoint
 from typer.testing import CliRunner
 
-from ap_reference import reference_ap
 from fusedet.cli import app
 from fusedet.detector import DEMO_WEIGHTS
-from detection_helpers import COCO80, tiny_checkpoint
 
 runner = CliRunner()
 M3FD = ["People", "Car", "Bus", "Motorcycle", "Truck", "Lamp"]
@@ -120,7 +120,8 @@ def _voc(stem: str, objects: list[tuple[str, tuple[int, int, int, int]]], size=(
         f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
         for n, b in objects
     )
-    return f"<annotation><filename>{stem}.png</filename><size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>{objs}</annotation>"
+    head = f"<filename>{stem}.png</filename><size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    return f"<annotation>{head}{objs}</annotation>"
 
 
 def m3fd_folder(root: Path, n: int = 4) -> Path:

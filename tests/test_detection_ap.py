@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ap_reference import reference_ap
+
 from fusedet.datasets.records import DetectionRecord
 from fusedet.detector import Detections
 from fusedet.eval.detection_ap import average_precision, coco_detections, coco_ground_truth, mean_ap

@@ -3,14 +3,13 @@ and that running it never touches the network."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
+from detection_helpers import COCO80, refuse_network, tiny_checkpoint
 
 from fusedet.detector import Detector, is_coco, map_classes, resolve_device, resolve_weights, to_bgr_uint8
 from fusedet.errors import InputError
-from detection_helpers import COCO80, refuse_network, tiny_checkpoint
 
 M3FD = ["People", "Car", "Bus", "Motorcycle", "Truck", "Lamp"]
 MSRS = ["person", "bicycle", "car"]
@@ -99,7 +98,7 @@ def test_detector_runs_offline_and_maps_classes(coco_ckpt, no_network):
     images = [rng.uniform(size=(48, 80)).astype(np.float32), rng.integers(0, 255, (48, 80, 3), dtype=np.uint8), rng.uniform(size=(48, 80, 3))]
     raw = det.predict(images)
     assert len(raw) == 3
-    for boxes, scores, cls in raw:
+    for boxes, scores, _cls in raw:
         assert 0 < len(boxes) <= 50  # confident tiny model: boxes everywhere, capped by max_det
         assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 80 + 1e-3).all() and (boxes[:, 3] <= 48 + 1e-3).all()
         assert (scores >= 0.001).all()

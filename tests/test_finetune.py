@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from detection_helpers import refuse_network
 from typer.testing import CliRunner
 
-from detection_helpers import refuse_network
 from fusedet.cli import app
 from fusedet.datasets.registry import load_dataset
 from fusedet.finetune import export_sources, yolo_labels

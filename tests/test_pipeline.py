@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from detection_helpers import COCO80, tiny_checkpoint
 
 from fusedet import FusionDetector
 from fusedet.datasets.records import DetectionDataset, DetectionRecord
@@ -21,7 +22,6 @@ from fusedet.fusers import Fuser, MeanFuser, batches_by_size, fuse_arrays
 from fusedet.paper_results import TABLE_VII
 from fusedet.pipeline import run_evaluation
 from fusedet.sources import iter_source_images, parse_sources
-from detection_helpers import COCO80, tiny_checkpoint
 
 CLASSES = ["People", "Car", "Bus", "Lamp"]  # Bus: not covered by the scripted detector; Lamp: no ground truth
 W, H = 64, 48
