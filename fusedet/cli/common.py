@@ -60,3 +60,31 @@ def make_progress(**kwargs) -> Progress:
         console=err_console,
         **kwargs,
     )
+
+
+class RichEvents:
+    """The CLI's adapter from the library's events protocol (fusedet.events) to rich progress bars:
+    one bar per stage, notes printed above the bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self._tasks: dict[str, int] = {}
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self._tasks[stage] = self.progress.add_task(escape(stage), total=total, status="")
+
+    def advance(self, stage: str, n: int = 1, status: str = "") -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            self.start(stage)
+            task = self._tasks[stage]
+        self.progress.update(task, advance=n, status=escape(status))
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True)
+
+    def finish(self, stage: str, status: str = "") -> None:
+        task = self._tasks.get(stage)
+        if task is not None:
+            total = self.progress.tasks[task].total
+            self.progress.update(task, completed=total if total is not None else None, status=escape(status))
