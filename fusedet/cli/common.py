@@ -69,9 +69,11 @@ class RichEvents:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self._tasks: dict[str, int] = {}
+        self._totals: dict[str, int | None] = {}
 
     def start(self, stage: str, total: int | None = None) -> None:
         self._tasks[stage] = self.progress.add_task(escape(stage), total=total, status="")
+        self._totals[stage] = total
 
     def advance(self, stage: str, n: int = 1, status: str = "") -> None:
         task = self._tasks.get(stage)
@@ -86,5 +88,5 @@ class RichEvents:
     def finish(self, stage: str, status: str = "") -> None:
         task = self._tasks.get(stage)
         if task is not None:
-            total = self.progress.tasks[task].total
-            self.progress.update(task, completed=total if total is not None else None, status=escape(status))
+            total = self._totals.get(stage)
+            self.progress.update(task, completed=total, total=total if total is not None else 1, status=escape(status))
