@@ -89,4 +89,5 @@ class RichEvents:
         task = self._tasks.get(stage)
         if task is not None:
             total = self._totals.get(stage)
-            self.progress.update(task, completed=total, total=total if total is not None else 1, status=escape(status))
+            done = total if total is not None else 1
+            self.progress.update(task, completed=done, total=done, status=escape(status))
