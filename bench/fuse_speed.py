@@ -14,7 +14,7 @@ their values). Targets (issue 5): ``lite`` on 2 CPU cores <= 1 s per pair; ``pap
 
 On CPU the process sets glibc's malloc the way the ``dmnet`` fuser (and so ``fusedet fuse``) does
 (``--malloc auto``): freed memory kept for reuse for models under 10M parameters
-(``fusedet.dmnet_fuser.keep_freed_memory``), glibc's defaults for larger ones. ``--malloc keep`` and
+(``fusedet.runtime.keep_freed_memory``), glibc's defaults for larger ones. ``--malloc keep`` and
 ``--malloc default`` force one or the other (with glibc's defaults every large tensor is a fresh,
 zero-filled mmap).
 ``--breakdown`` times --repeats more passes stage by stage (forward hooks; CUDA synchronised per
@@ -43,13 +43,15 @@ def measure(preset: str, device: str, precision: str, threads: int, repeats: int
     import torch
 
     from dmnet import DMNet
-    from fusedet.dmnet_fuser import keep_freed_memory, small_model
+    from fusedet import runtime
+    from fusedet.dmnet_fuser import small_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DMNet.from_preset(preset).eval().to(device)
     if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small_model(model))):
-        keep_freed_memory()
+        runtime.session().__enter__()  # this child process exits when the measurement is done
+        runtime.keep_freed_memory()
     ir = torch.rand(1, 1, *size, device=device)
     vis = torch.rand(1, 1, *size, device=device)
     cuda = device == "cuda"

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusedet.errors import FusedetError, InputError
+from fusedet.devices import resolve_device
+from fusedet.errors import InputError
 from fusedet.eval.metrics_filters import (
     box_sums_valid,
     filter2d_valid,
@@ -100,20 +101,12 @@ def parse_metric_names(names: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(m for m in METRIC_NAMES if m in wanted)
 
 
-def resolve_device(device: str | torch.device | None, like: object = None) -> torch.device:
-    """The torch device to compute on: `device`, else that of a torch input, else CPU.
-
-    Asking for CUDA where there is none raises FusedetError.
-    """
+def device_for(device: str | torch.device | None, like: object = None) -> torch.device:
+    """The torch device to compute on: `device` (fusedet.devices.resolve_device), else that of a torch
+    input `like`, else the CPU."""
     if device is None:
         return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise FusedetError(f"unknown device {device!r} (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FusedetError(f"device {device!r} requested but CUDA is not available here (use --device cpu)")
-    return dev
+    return resolve_device(device)
 
 
 def _check_range(x: torch.Tensor, name: str) -> float:
@@ -597,7 +590,7 @@ class PairScorer:
         batch: int | None = None,
     ) -> None:
         self.metrics = parse_metric_names(metrics)
-        self.device = resolve_device(device, ir)
+        self.device = device_for(device, ir)
         self.name = name
         a = to_gray255(ir, f"{name} (infrared)").to(self.device)
         b = to_gray255(vis, f"{name} (visible)").to(self.device)

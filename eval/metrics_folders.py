@@ -34,7 +34,7 @@ import torch
 from fusedet.datasets import PairFolder, list_images, read_image
 from fusedet.datasets.headers import image_size, pair_size
 from fusedet.errors import InputError
-from fusedet.eval.fusion_metrics import MetricWarning, PairScorer, bt601_gray, check_size, parse_metric_names, resolve_device
+from fusedet.eval.fusion_metrics import MetricWarning, PairScorer, bt601_gray, check_size, device_for, parse_metric_names
 
 
 def load_gray(path: str | os.PathLike) -> np.ndarray:
@@ -244,7 +244,7 @@ def score_folders(
     `journal`: a JSON-lines file of finished pairs, read first to skip them and appended after each.
     `on_pair(stem, resumed)` is called after each pair (for progress bars). The first error stops the run.
     """
-    dev = resolve_device(device)
+    dev = device_for(device)
     workers = max(1, workers or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     log = _Journal(Path(journal), plan) if journal is not None else None
     results: dict[str, list[dict[str, float]]] = {}

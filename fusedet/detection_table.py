@@ -14,9 +14,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Group
-from rich.text import Text
-
 from fusedet.tables import ResultTable, write_text_atomic
 
 AP_DEFINITION = "COCO 101-point interpolated AP at IoU 0.5 (pycocotools), in percent; mAP = mean over the classes with an AP"
@@ -66,11 +63,6 @@ class DetectionTable:
         )
 
     # --- renderers -------------------------------------------------------------------------------
-
-    def to_rich(self):
-        """A rich renderable: the table (best per column bold, second underlined) and its notes."""
-        notes = [Text(n, style="dim") for n in self.notes()]
-        return Group(self.result_table().to_rich(), *notes) if notes else self.result_table().to_rich()
 
     def to_csv(self) -> str:
         return self.result_table().to_csv()

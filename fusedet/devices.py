@@ -31,7 +31,7 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
         raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
+            raise InputError(f"device {str(device)!r}: CUDA is not available here (torch sees no GPU); use --device cpu")
         if dev.index is None and "LOCAL_RANK" in os.environ:
             dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if dev.index is not None and dev.index >= torch.cuda.device_count():

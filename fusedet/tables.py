@@ -1,5 +1,6 @@
 """Result tables the way fusion papers print them: one row per method, best per column in bold,
-second best underlined; rendered to the terminal (rich), CSV, Markdown and LaTeX.
+second best underlined; rendered to CSV, Markdown and LaTeX here, and to the terminal by the CLI
+(fusedet.cli.render).
 
 Used by `fusedet metrics` (Tables I-IV) and `fusedet evaluate` (Table VII). Rows listed in
 `reference_rows` (for instance published numbers from the paper) are shown but never ranked.
@@ -13,9 +14,6 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from rich.markup import escape as rich_escape
-from rich.table import Table
 
 from fusedet.datasets.atomic import write_text_atomic
 
@@ -69,7 +67,9 @@ class ResultTable:
 
     # --- renderers -------------------------------------------------------------------------------
 
-    def _cells(self, bold: str, under: str, escape=lambda s: s) -> list[list[str]]:
+    def cells(self, bold: str, under: str, escape=lambda s: s) -> list[list[str]]:
+        """The body as text cells, one list per row (label first); the best value of a column is
+        wrapped in the format string `bold`, the second best in `under`; `escape` quotes labels."""
         ranks = {c: self.ranks(c) for c in self.columns}
         lines = []
         for row, values in self.rows.items():
@@ -80,15 +80,6 @@ class ResultTable:
                 cells.append(bold.format(text) if rank == 1 else under.format(text) if rank == 2 else text)
             lines.append(cells)
         return lines
-
-    def to_rich(self) -> Table:
-        table = Table(title=self.title or None, header_style="bold cyan")
-        table.add_column(self.row_header)
-        for c in self.columns:
-            table.add_column(c, justify="right")
-        for cells in self._cells("[bold green]{}[/]", "[underline]{}[/]", rich_escape):
-            table.add_row(*cells)
-        return table
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -101,7 +92,7 @@ class ResultTable:
     def to_markdown(self) -> str:
         head = f"| {self.row_header} | " + " | ".join(self.columns) + " |"
         rule = "|---|" + "---:|" * len(self.columns)
-        body = ["| " + " | ".join(cells) + " |" for cells in self._cells("**{}**", "<u>{}</u>", _md_escape)]
+        body = ["| " + " | ".join(cells) + " |" for cells in self.cells("**{}**", "<u>{}</u>", _md_escape)]
         title = [f"**{self.title}**", ""] if self.title else []
         return "\n".join([*title, head, rule, *body]) + "\n"
 
@@ -116,7 +107,7 @@ class ResultTable:
             " & ".join([_tex_escape(self.row_header), *map(_tex_escape, self.columns)]) + " \\\\",
             "\\hline",
         ]
-        lines += [" & ".join(cells) + " \\\\" for cells in self._cells("\\textbf{{{}}}", "\\underline{{{}}}", _tex_escape)]
+        lines += [" & ".join(cells) + " \\\\" for cells in self.cells("\\textbf{{{}}}", "\\underline{{{}}}", _tex_escape)]
         lines += ["\\hline", "\\end{tabular}", "\\end{table}"]
         return "\n".join(lines) + "\n"
 

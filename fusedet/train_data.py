@@ -14,7 +14,7 @@ only on (seed, epoch, i), so a resumed run sees the same crops as an uninterrupt
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from fusedet.datasets import PairFolder
 from fusedet.errors import InputError
+from fusedet.events import Events, as_events
 
 IR_NAMES = ("ir", "inf", "infrared", "thermal", "lwir")
 VIS_NAMES = ("vi", "vis", "visible", "rgb")
@@ -55,9 +56,9 @@ class CropDataset(Dataset):
         crop: int = 128,
         crops_per_pair: int = 1,
         seed: int = 0,
-        on_read: Callable[[int, int], None] | None = None,
+        events: Events | None = None,
     ) -> None:
-        """Read every pair of every folder in `roots`; `on_read(done, total)` reports progress."""
+        """Read every pair of every folder in `roots`, reporting progress to `events` (stage "reading pairs")."""
         if crop < 8 or crops_per_pair < 1:
             raise InputError(f"crop must be >= 8 and crops per pair >= 1 (got {crop}, {crops_per_pair})")
         if not roots:
@@ -67,6 +68,8 @@ class CropDataset(Dataset):
         self.roots = [str(Path(root).resolve()) for root in roots]
         self._images: list[torch.Tensor] = []  # 2 x H x W float16: IR, visible Y
         total = sum(len(f) for f in folders)
+        events = as_events(events)
+        events.start("reading pairs", total=total)
         for folder in folders:
             for stem in folder.stems:
                 pair = folder.read(stem)
@@ -76,8 +79,8 @@ class CropDataset(Dataset):
                         f"smaller than the crop size {crop}; use a smaller --crop or leave the pair out"
                     )
                 self._images.append(torch.from_numpy(np.stack([pair.ir, pair.vis_y])).to(torch.float16))
-                if on_read:
-                    on_read(len(self._images), total)
+                events.advance("reading pairs", 1, stem)
+        events.finish("reading pairs")
 
     @property
     def pairs(self) -> int:

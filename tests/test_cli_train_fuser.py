@@ -15,7 +15,8 @@ from dmnet_tiny import TINY, one_torch_thread, tiny_cli_args  # noqa: F401 (auto
 from typer.testing import CliRunner
 
 from dmnet.checkpoint import read_checkpoint
-from fusedet.cli import app, train_fuser_cmd
+from fusedet import fuser_training
+from fusedet.cli import app
 from fusedet.errors import InputError
 from fusedet.train_data import CropDataset, find_pair_dirs
 
@@ -43,14 +44,14 @@ def test_train_interrupt_and_resume_through_the_cli(shared_data, tmp_path, monke
     assert full.config.dim == TINY["dim"] and full.config.seed == 5 and full.training["epoch"] == 3
     assert full.summary["data"] == {"dirs": [str(data.resolve())], "pairs": 11, "crop": 32, "crops_per_pair": 1}
 
-    real_on_step = train_fuser_cmd._RichProgress.on_step
+    real_on_step = fuser_training._EventsCallback.on_step
 
     def ctrl_c_in_epoch_2(self, epoch, step, losses):
         real_on_step(self, epoch, step, losses)
         if (epoch, step) == (2, 2):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_fuser_cmd._RichProgress, "on_step", ctrl_c_in_epoch_2)
+    monkeypatch.setattr(fuser_training._EventsCallback, "on_step", ctrl_c_in_epoch_2)
     res = _train(data, tmp_path / "cut")
     assert res.exit_code == 130 and "add --resume to continue" in _text(res)
     assert read_checkpoint(tmp_path / "cut" / "last.pt").training["epoch"] == 1

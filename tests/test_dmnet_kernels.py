@@ -193,19 +193,23 @@ def test_lite_model_fast_route_matches_float64_reference_route():
     torch.testing.assert_close(fast, exact, atol=1e-6, rtol=0)  # forward returns float32 either way
 
 
-def test_keep_freed_memory_applies_once_and_can_be_switched_off(monkeypatch):
+def test_keep_freed_memory_only_inside_a_session_and_can_be_switched_off(monkeypatch):
     import sys
 
-    from fusedet.dmnet_fuser import keep_freed_memory
+    from fusedet import runtime
 
-    keep_freed_memory.cache_clear()
+    runtime._mallopt.cache_clear()
+    assert runtime.keep_freed_memory() is False  # outside a session: malloc is left alone
     monkeypatch.setenv("FUSEDET_KEEP_FREED_MEMORY", "0")
-    assert keep_freed_memory() is False
-    keep_freed_memory.cache_clear()
+    with runtime.session():
+        assert runtime.keep_freed_memory() is False
+    runtime._mallopt.cache_clear()
     monkeypatch.delenv("FUSEDET_KEEP_FREED_MEMORY")
-    applied = keep_freed_memory()
-    assert applied is (sys.platform.startswith("linux") and _has_glibc())
-    assert keep_freed_memory() is applied  # cached: mallopt runs once per process
+    with runtime.session():
+        applied = runtime.keep_freed_memory()
+        assert applied is (sys.platform.startswith("linux") and _has_glibc())
+        assert runtime.keep_freed_memory() is applied  # once per session
+    runtime._mallopt.cache_clear()
 
 
 def _has_glibc() -> bool:

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from fusedet.cli import app
 from fusedet.datasets.registry import load_dataset
-from fusedet.finetune import export_sources, yolo_labels
+from fusedet.settings import RunSettings
 from fusedet.sources import parse_sources
+from fusedet.yolo_export import export_sources, yolo_labels
 
 runner = CliRunner()
 TINY_YAML = str(Path(__file__).resolve().parents[1] / "fusedet" / "weights" / "demo_yolo.yaml")  # the smallest model we have
@@ -42,7 +43,8 @@ def test_yolo_labels_are_normalised_centre_boxes():
 def test_export_writes_images_labels_and_reuses_them(tmp_path, cache):
     data = load_dataset("demo", seed=0, n_pairs=10)
     sources = parse_sources("ir,vi,mean")
-    root, dirs = export_sources(data, sources, cache, batch=4, workers=1)
+    run = RunSettings(cache_dir=cache, workers=1)
+    root, dirs = export_sources(data, sources, run, batch=4)
     train = data.split("train")
     for source in sources:
         images = sorted(dirs[source.name]["train"].glob("*.png"))
@@ -59,7 +61,7 @@ def test_export_writes_images_labels_and_reuses_them(tmp_path, cache):
     assert (dirs["mean"]["train"] / f"{record.stem}.png").stat().st_ino == cached.stat().st_ino  # a link, not a copy
 
     stamp = (dirs["ir"]["train"] / f"{record.stem}.png").stat().st_mtime_ns
-    assert export_sources(data, sources, cache, batch=4, workers=1) == (root, dirs)
+    assert export_sources(data, sources, run, batch=4) == (root, dirs)
     assert (dirs["ir"]["train"] / f"{record.stem}.png").stat().st_mtime_ns == stamp  # finished files are kept
 
 

@@ -18,10 +18,11 @@ from fusedet.datasets.records import DetectionDataset, DetectionRecord
 from fusedet.detection_table import DetectionTable
 from fusedet.detector import ClassMapping, Detections
 from fusedet.errors import InputError
+from fusedet.evaluation import Evaluation
 from fusedet.fusers import Fuser, MeanFuser, batches_by_size, fuse_arrays
 from fusedet.paper_results import TABLE_VII
-from fusedet.pipeline import run_evaluation
-from fusedet.sources import iter_source_images, parse_sources
+from fusedet.settings import RunSettings
+from fusedet.sources import parse_sources
 
 CLASSES = ["People", "Car", "Bus", "Lamp"]  # Bus: not covered by the scripted detector; Lamp: no ground truth
 W, H = 64, 48
@@ -58,6 +59,7 @@ class ScriptedDetector:
     colour images, only the first box of each pair for gray (IR) images; never Bus (not covered)."""
 
     max_det = 300
+    batch = 2
 
     def __init__(self, dataset: DetectionDataset, tag: str = "v1"):
         self.records = dataset.records
@@ -103,8 +105,12 @@ def _expected_ap(found: int, total: int) -> float:
     return 100.0 * (math.floor(100 * found / total + 1e-9) + 1) / 101
 
 
-def _run(dataset, sources, detector, out, cache, **kw):
-    return run_evaluation(dataset, sources, detector, split="test", out=out, cache_dir=cache, batch=2, workers=1, **kw)
+def _run(dataset, sources, detector, out, cache, split="test"):
+    return Evaluation(dataset, sources, detector, out, run=RunSettings(split=split, cache_dir=cache, workers=1)).run()
+
+
+def _images(source, records, batch, fuse_batch, workers, cache):
+    return source.images(records, RunSettings(fuse_batch=fuse_batch, workers=workers, cache_dir=cache), batch)
 
 
 def test_known_ap_end_to_end_and_output_files(tmp_path):
@@ -154,11 +160,10 @@ def test_fusion_passes_are_cut_to_fuse_batch_and_grouped_by_size(tmp_path):
     data = synthetic_dataset(tmp_path / "data", n=5)
     fuser = CountingMean()
     source = parse_sources(["countmean"], fusers={"countmean": lambda: fuser})[0]
-    got = [(len(chunk), len(images)) for chunk, images in
-           iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=1)]
+    got = [(len(chunk), len(images)) for chunk, images in _images(source, data.records, 5, 2, 1, tmp_path / "c1")]
     assert got == [(5, 5)] and fuser.passes == [2, 2, 1]
-    one_by_one = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=1, workers=0) for im in ims]
-    by_two = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=0) for im in ims]
+    one_by_one = [im for _, ims in _images(source, data.records, 5, 1, 0, tmp_path / "c2") for im in ims]
+    by_two = [im for _, ims in _images(source, data.records, 5, 2, 0, tmp_path / "c3") for im in ims]
     assert all(np.array_equal(a, b) for a, b in zip(one_by_one, by_two)) and len(by_two) == 5
     # sizes interleaved: each pass holds one size, groups in order of first appearance
     sizes = {"a": (4, 4), "b": (8, 8), "c": (4, 4), "d": (4, 4), "e": (8, 8)}
@@ -169,7 +174,7 @@ def test_fusion_passes_are_cut_to_fuse_batch_and_grouped_by_size(tmp_path):
 def test_parallel_ap_processes_give_the_same_table(tmp_path, monkeypatch):
     import subprocess
 
-    import fusedet.pipeline as pipeline
+    import fusedet.evaluation as pipeline
 
     data = synthetic_dataset(tmp_path / "data")
     sources = parse_sources(["ir", "vi"])
@@ -276,7 +281,7 @@ def test_source_specs():
 def test_empty_split_is_an_error(tmp_path):
     data = synthetic_dataset(tmp_path / "data")
     with pytest.raises(InputError, match="has no pairs"):
-        run_evaluation(data, parse_sources("vi"), ScriptedDetector(data), split="train", out=tmp_path / "o", cache_dir=tmp_path / "c")
+        _run(data, parse_sources("vi"), ScriptedDetector(data), tmp_path / "o", tmp_path / "c", split="train")
 
 
 def test_fusion_detector_fuse_and_detect(tmp_path):

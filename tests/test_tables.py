@@ -8,6 +8,7 @@ import math
 
 from rich.console import Console
 
+from fusedet.cli import render
 from fusedet.tables import ResultTable
 
 
@@ -49,7 +50,7 @@ def test_markdown_latex_csv():
 def test_rich_render_and_nan(tmp_path):
     t = ResultTable(columns=["v"], rows={"x": {"v": math.nan}, "y": {"v": 1.0}})
     console = Console(record=True, width=80)
-    console.print(t.to_rich())
+    console.print(render.result_table(t))
     text = console.export_text()
     assert "x" in text and "-" in text and "1.000" in text
     paths = t.write(tmp_path, "table")

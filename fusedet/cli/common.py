@@ -1,4 +1,9 @@
-"""Shared CLI plumbing: consoles, progress bars, and turning expected errors into one clear line."""
+"""Shared CLI plumbing: consoles, the help layout, progress bars for library events, and turning
+fusedet's errors into one clear line.
+
+Every command is parse, call, print: it builds settings objects from its options, calls one library
+function inside ``fusedet.runtime.session()`` (through ``command``), and prints the result.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
 from dmnet.errors import DMNetError
+from fusedet import runtime
 from fusedet.errors import FusedetError
 
 console = Console()
@@ -27,19 +34,37 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FusedetError, DMNetError)
+
+class FusedetCommand(TyperCommand):
+    """A typer command whose help shows flags without a value type (``--paper``, not ``--paper <bool>``)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
 
 
-def handle_errors(fn: F) -> F:
-    """Run a command; an expected error prints `error: ...` (no traceback) and exits with code 2."""
+def examples(*lines: str) -> str:
+    """A help epilog listing example command lines."""
+    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {escape(line)}" for line in lines)
+
+
+def command(fn: F) -> F:
+    """Run a command inside ``fusedet.runtime.session()``. A fusedet error prints ``error: ...`` (no
+    traceback) and exits with the error's code (2 for bad input, 1 for a failed training); dmnet's
+    errors are bad input too. Ctrl-C says how to resume (exit 130). Anything else is a bug and keeps
+    its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
-        except EXPECTED_ERRORS as exc:
+            with runtime.session():
+                return fn(*args, **kwargs)
+        except (FusedetError, DMNetError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            raise typer.Exit(code=getattr(exc, "exit_code", 2)) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to resume")
             raise typer.Exit(code=130) from None
@@ -63,8 +88,9 @@ def make_progress(**kwargs) -> Progress:
 
 
 class RichEvents:
-    """The CLI's adapter from the library's events protocol (fusedet.events) to rich progress bars:
-    one bar per stage, notes printed above the bars."""
+    """The CLI's one adapter from the library's events protocol (fusedet.events) to rich progress
+    bars: one bar per stage; a note starting with "warning:" or "note:" goes to standard error in
+    yellow, any other note (information) to standard output."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -83,7 +109,11 @@ class RichEvents:
         self.progress.update(task, advance=n, status=escape(status))
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True)
+        head, sep, rest = message.partition(":")
+        if sep and head in ("warning", "note"):
+            self.progress.console.print(f"[yellow]{head}:[/]{escape(rest)}", soft_wrap=True)
+        else:  # information (an epoch's losses): standard output, like the result
+            console.print(escape(message), soft_wrap=True)
 
     def finish(self, stage: str, status: str = "") -> None:
         task = self._tasks.get(stage)
@@ -91,3 +121,6 @@ class RichEvents:
             total = self._totals.get(stage)
             done = total if total is not None else 1
             self.progress.update(task, completed=done, total=done, status=escape(status))
+
+
+handle_errors = command  # the name the commands used before ``command`` ran them in a session

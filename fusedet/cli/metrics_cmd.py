@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.measure import Measurement
 
+from fusedet.cli import render
 from fusedet.cli.app import app
 from fusedet.cli.common import console, err_console, handle_errors, make_progress
 from fusedet.errors import InputError
@@ -70,15 +71,15 @@ def metrics(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Pairs scored at a time (default: CPU count, at most 4)."),
 ) -> None:
     """Score fused images with the eleven fusion metrics; one table row per method."""
-    import torch
 
-    from fusedet.eval.fusion_metrics import TABLE_ORDER, parse_metric_names, resolve_device
+    from fusedet.devices import resolve_device
+    from fusedet.eval.fusion_metrics import TABLE_ORDER, parse_metric_names
     from fusedet.eval.metrics_folders import plan_folders, score_folders
     from fusedet.tables import ResultTable, write_text_atomic
 
     specs = parse_fused_specs(fused)
     names = parse_metric_names(metric_names)
-    dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     plan = plan_folders(ir, vis, specs, names)
@@ -104,7 +105,7 @@ def metrics(
         title=f"Fusion metrics, mean over {len(plan.stems)} pairs of {ir}",
         digits=4,
     )
-    rendered = table.to_rich()
+    rendered = render.result_table(table)
     # never truncate numbers ("6.23…"): print at the table's natural width, wider than the terminal if need be
     natural = Measurement.get(console, console.options.update_width(1000), rendered).maximum
     terminal = console.width
