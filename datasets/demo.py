@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,7 @@ import numpy as np
 from fusedet.datasets.demo_scene import CLASSES, render_scene
 from fusedet.datasets.m3fd import load_m3fd
 from fusedet.datasets.records import DetectionDataset
+from fusedet.datasets.text import read_text
 from fusedet.datasets.voc import VocObject, write_voc
 from fusedet.errors import InputError
 
@@ -157,11 +159,11 @@ def generate_demo(
 def read_demo_info(root: Path) -> dict:
     """The generator options recorded in ROOT/meta/demo.json (InputError if this is not a demo folder)."""
     path = Path(root) / "meta" / "demo.json"
+    if not path.is_file():
+        raise InputError(f"{root}: not a demo dataset (no meta/demo.json); read it with --dataset m3fd")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{root}: not a demo dataset (no meta/demo.json); read it with --dataset m3fd") from None
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(read_text(path, kind="demo description"))
+    except json.JSONDecodeError as exc:
         raise InputError(f"{path}: unreadable demo description ({exc})") from None
 
 
@@ -172,6 +174,7 @@ def load_demo(
     n_pairs: int | None = None,
     size: str | tuple[int, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    split_file: str | os.PathLike | None = None,
 ) -> DetectionDataset:
     """The demo dataset, generated first if needed (see the module docstring).
 
@@ -194,9 +197,13 @@ def load_demo(
         raise InputError(f"{root}: demo set has {info.get('n_pairs')} pairs, not the {want_n} asked for")
     if size is not None and (info.get("width"), info.get("height")) != want_size:
         raise InputError(f"{root}: demo set is {info.get('width')}x{info.get('height')}, not {want_size[0]}x{want_size[1]}")
-    dataset = load_m3fd(root, seed=seed, name="demo")
-    dataset.split_source += (
-        f" (demo generator v{info.get('version')}, seed {info.get('seed')}, {info.get('n_pairs')} pairs, "
-        f"{info.get('width')}x{info.get('height')})"
+    dataset = load_m3fd(root, seed=seed, name="demo", split_file=split_file)
+    generator = (
+        f"demo generator v{info.get('version')}, seed {info.get('seed')}, {info.get('n_pairs')} pairs, "
+        f"{info.get('width')}x{info.get('height')}"
     )
+    detail = "; ".join(d for d in (dataset.split_info.detail, generator) if d)
+    dataset.split_info = replace(dataset.split_info, detail=detail)
+    dataset.split_source = dataset.split_info.describe()
+    dataset.layout = f"demo ({generator}): " + dataset.layout
     return dataset

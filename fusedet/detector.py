@@ -9,11 +9,13 @@ Weights:
   for plumbing tests and training from scratch);
 - ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt`` (see its model card).
 
-Classes. COCO weights (80 classes in COCO order) are mapped by name onto the dataset's classes:
-person -> People/person, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck,
-bicycle -> bicycle; every other COCO class is dropped, and a dataset class no COCO class maps to
-(M3FD's Lamp) is *not covered*: its AP is not computed. Weights trained on other classes (our
-fine-tuned ones) are matched to the dataset's classes by name, case-insensitively.
+Classes. A detector's class names are matched onto the dataset's through the one alias table of
+:mod:`fusedet.datasets.class_names` (names normalised: NFKC, invisible characters removed, case
+folded, spaces/_/- ignored; exact names first, then aliases): COCO's person -> People/person/
+pedestrian, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck, bicycle ->
+bicycle, and a fine-tuned detector's ``People`` covers a dataset's ``person``. Every other
+detector class is dropped, and a dataset class no detector class maps to (M3FD's Lamp under COCO
+weights) is *not covered*: its AP is not computed, and ``ClassMapping.reasons`` says why.
 
 Evaluation settings (those of ultralytics' own validation): confidence 0.001, NMS IoU 0.6 (the
 issue's choice; ultralytics `val` uses 0.7), at most 300 boxes per image. Image size: by default
@@ -29,27 +31,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fusedet.datasets.class_names import ClassMatcher
 from fusedet.errors import InputError
 from fusedet.hashing import file_sha256
 
 DEFAULT_WEIGHTS = "yolov5xu.pt"
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
 
-# COCO class -> the dataset class names it stands for (lower case). Source: the issue / the paper's Table VII
-# classes (M3FD), MSRS's labels (person, bicycle, car) and LLVIP's (person).
-COCO_TO_DATASET: dict[str, tuple[str, ...]] = {
-    "person": ("person", "people", "pedestrian"),
-    "bicycle": ("bicycle", "bike"),
-    "car": ("car",),
-    "motorcycle": ("motorcycle", "motor", "motorbike"),
-    "bus": ("bus",),
-    "truck": ("truck",),
-}
 # Indices of a few classes in the 80-class COCO order every COCO-pretrained ultralytics model uses.
 _COCO_INDEX = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck", 79: "toothbrush"}
 
@@ -74,6 +67,7 @@ class ClassMapping:
     covered: tuple[str, ...]
     not_covered: tuple[str, ...]
     coco: bool
+    reasons: dict[str, str] = field(default_factory=dict)  # not-covered class -> why, one sentence
 
 
 def is_coco(names: Mapping[int, str]) -> bool:
@@ -84,13 +78,8 @@ def is_coco(names: Mapping[int, str]) -> bool:
 def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMapping:
     """Map the detector's class names onto the dataset's `classes` (see the module docstring)."""
     coco = is_coco(names)
-    by_lower = {c.lower(): c for c in classes}
-    mapping: dict[int, str] = {}
-    for index, name in names.items():
-        candidates = COCO_TO_DATASET.get(name.lower(), ()) if coco else (name.lower(),)
-        target = next((by_lower[c] for c in candidates if c in by_lower), None)
-        if target is not None:
-            mapping[int(index)] = target
+    matcher = ClassMatcher(classes)
+    mapping = matcher.match_all(names)
     covered = tuple(c for c in classes if c in mapping.values())
     if not covered:
         shown = ", ".join(list(names.values())[:10]) + (" ..." if len(names) > 10 else "")
@@ -98,7 +87,9 @@ def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMappin
             f"the detector's classes ({shown}) cover none of the dataset's classes ({', '.join(classes)}); "
             "use COCO weights or weights trained on these classes"
         )
-    return ClassMapping(mapping, covered, tuple(c for c in classes if c not in covered), coco)
+    not_covered = tuple(c for c in classes if c not in covered)
+    reasons = {c: matcher.why_unmatched(c, names.values(), coco=coco) for c in not_covered}
+    return ClassMapping(mapping, covered, not_covered, coco, reasons)
 
 
 def resolve_device(device: str | None) -> str:
