@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,7 @@ class DetectionDataset:
     split_info: SplitInfo | None = None  # how the splits were made (files, seed, counts), for run.json
     layout: str = ""  # the on-disk layout the reader found, e.g. "voc: Ir/, Vis/, Annotation/*.xml"
     options: dict[str, Any] = field(default_factory=dict)  # reader options that changed the records (KAIST subset, ...)
+    stem_of_line: Callable[[str], str] | None = field(default=None, repr=False)  # split-list line -> stem, if not the default
 
     def __post_init__(self) -> None:
         if self.split_info is not None:

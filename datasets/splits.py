@@ -24,6 +24,7 @@ training/valid/validation/testing for train/val/test. What was used is recorded 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from fusedet.datasets.io import few
-from fusedet.datasets.records import SPLITS
+from fusedet.datasets.records import SPLITS, DetectionDataset
 from fusedet.datasets.text import read_lines, shown
 from fusedet.errors import InputError
 
@@ -286,3 +287,43 @@ def split_counts(splits: Iterable[str]) -> dict[str, int]:
     """Pairs per split, in train/val/test order."""
     counts = Counter(splits)
     return {s: counts.get(s, 0) for s in SPLITS}
+
+
+def apply_split_file(
+    dataset: DetectionDataset, path: str | os.PathLike, *, plain_split: str | None = None
+) -> DetectionDataset:
+    """A copy of `dataset` whose records take their splits from the split file `path`
+    (:func:`read_split_file`); records the file does not list are left out (counted in a note).
+
+    Stems are read with the dataset's own line-to-stem rule (``dataset.stem_of_line``: KAIST's
+    ``set00/V000/I00000``, FLIR's ``FLIR_00002_PreviewData``). A listed stem with no record (no image
+    pair, or a pair without annotation) raises InputError naming the file and the stems, with
+    ``repr`` when they hold invisible characters. Prefer ``load_dataset(..., split_file=PATH)``,
+    which also reaches pairs the dataset's own split left out.
+    """
+    to_stem = dataset.stem_of_line or line_stem
+    mapping, how = read_split_file(path, line_stem=to_stem, plain_split=plain_split)
+    by_stem = {r.stem: r for r in dataset.records}
+    missing = sorted(s for s in mapping if s not in by_stem)
+    if missing:
+        raise InputError(
+            f"{path}: {len(missing)} listed stem(s) have no record in dataset {dataset.name!r} "
+            f"(no image pair, or no annotation): {_shown_list(missing)}"
+        )
+    records = [replace(r, split=mapping[r.stem]) for r in dataset.records if r.stem in mapping]
+    left_out = len(dataset.records) - len(records)
+    warnings = copy.deepcopy(dataset.warnings)
+    if left_out:
+        warnings.notes.append(f"{left_out} pair(s) not listed in {path} were left out")
+    info = SplitInfo("split file", (str(Path(path).expanduser()),), detail=how, left_out=left_out)
+    return DetectionDataset(
+        name=dataset.name,
+        root=dataset.root,
+        classes=list(dataset.classes),
+        records=records,
+        warnings=warnings,
+        split_info=info,
+        layout=dataset.layout,
+        options=dict(dataset.options),
+        stem_of_line=dataset.stem_of_line,
+    )
