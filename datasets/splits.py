@@ -116,7 +116,8 @@ def _shown_list(items: Iterable[str]) -> str:
     return few([shown(s) for s in items])
 
 
-def _rel(path: Path, root: Path | None) -> str:
+def relative_name(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` when inside it, else as given (for messages and SplitInfo.files)."""
     if root is not None:
         try:
             return str(Path(path).resolve().relative_to(Path(root).resolve()))
@@ -135,27 +136,35 @@ def _entries(path: Path) -> list[tuple[int, list[str]]]:
     return out
 
 
-def read_split_lists(meta_dir: Path, *, line_stem: LineStem = line_stem) -> tuple[dict[str, str], list[Path]] | None:
-    """stem -> split from ``meta_dir/{train,val,test,pred}.txt`` (any of them), or None if none exists.
+def read_named_lists(
+    files: Sequence[tuple[Path, str]], *, line_stem: LineStem = line_stem
+) -> dict[str, str]:
+    """stem -> split from plain stem lists, each file standing for one split ((path, split) pairs).
 
-    Returns the mapping and the files read. A stem listed in two files of different splits raises InputError.
+    A stem listed for two different splits raises InputError naming both files.
     """
     mapping: dict[str, str] = {}
     origin: dict[str, Path] = {}
-    files: list[Path] = []
-    for name, split in LIST_FILES:
-        path = Path(meta_dir) / f"{name}.txt"
-        if not path.is_file():
-            continue
-        files.append(path)
-        for number, fields in _entries(path):
+    for path, split in files:
+        for number, fields in _entries(Path(path)):
             if len(fields) != 1:
                 raise InputError(f"{path}:{number}: expected one stem or file name per line, found {shown(' '.join(fields))}")
             stem = line_stem(fields[0])
             if stem in mapping and mapping[stem] != split:
                 raise InputError(f"stem {shown(stem)} is listed in two split files: {origin[stem]} and {path}")
-            mapping[stem], origin[stem] = split, path
-    return (mapping, files) if files else None
+            mapping[stem], origin[stem] = split, Path(path)
+    return mapping
+
+
+def read_split_lists(meta_dir: Path, *, line_stem: LineStem = line_stem) -> tuple[dict[str, str], list[Path]] | None:
+    """stem -> split from ``meta_dir/{train,val,test,pred}.txt`` (any of them), or None if none exists.
+
+    Returns the mapping and the files read. A stem listed in two files of different splits raises InputError.
+    """
+    files = [(Path(meta_dir) / f"{name}.txt", split) for name, split in LIST_FILES if (Path(meta_dir) / f"{name}.txt").is_file()]
+    if not files:
+        return None
+    return read_named_lists(files, line_stem=line_stem), [f for f, _ in files]
 
 
 def read_split_table(path: Path, *, line_stem: LineStem = line_stem) -> dict[str, str]:
@@ -259,17 +268,17 @@ def assign_splits(
     if split_file is not None:
         mapping, how = read_split_file(split_file, line_stem=line_stem)
         notes = check_listed(mapping, stems, [split_file], root)
-        return _restricted(stems, mapping, SplitInfo("split file", (str(Path(split_file).expanduser()),), detail=how), notes)
+        return restrict_to_listed(stems, mapping, SplitInfo("split file", (str(Path(split_file).expanduser()),), detail=how), notes)
     listed = read_split_lists(root / "meta", line_stem=line_stem)
     if listed is not None:
         mapping, files = listed
         detail = "pred.txt is the test split" if any(f.name == "pred.txt" for f in files) else ""
-        notes = check_listed(mapping, stems, [_rel(f, root) for f in files], root)
-        return _restricted(stems, mapping, SplitInfo("split lists", tuple(_rel(f, root) for f in files), detail=detail), notes)
+        notes = check_listed(mapping, stems, [relative_name(f, root) for f in files], root)
+        return restrict_to_listed(stems, mapping, SplitInfo("split lists", tuple(relative_name(f, root) for f in files), detail=detail), notes)
     if table is not None and table.is_file():
         mapping = read_split_table(table, line_stem=line_stem)
-        notes = check_listed(mapping, stems, [_rel(table, root)], root)
-        return _restricted(stems, mapping, SplitInfo("split table", (_rel(table, root),)), notes)
+        notes = check_listed(mapping, stems, [relative_name(table, root)], root)
+        return restrict_to_listed(stems, mapping, SplitInfo("split table", (relative_name(table, root),)), notes)
     if folder_splits and all(folder_splits.get(s) for s in stems):
         names = ", ".join(sorted(set(folder_splits.values())))
         return {s: folder_splits[s] for s in stems}, SplitInfo("folders", detail=names), []
@@ -278,7 +287,10 @@ def assign_splits(
     return seeded_split(stems, seed), SplitInfo("seeded", seed=int(seed), stems=len(set(stems)), ratios=SEEDED_RATIOS), []
 
 
-def _restricted(stems: Sequence[str], mapping: Mapping[str, str], info: SplitInfo, notes: list[str]):
+def restrict_to_listed(
+    stems: Sequence[str], mapping: Mapping[str, str], info: SplitInfo, notes: list[str]
+) -> tuple[dict[str, str], SplitInfo, list[str]]:
+    """The mapping limited to `stems` (in their order) and `info` with the number of pairs left out."""
     kept = {s: mapping[s] for s in stems if s in mapping}
     return kept, replace(info, left_out=len(set(stems)) - len(kept)), notes
 
