@@ -19,7 +19,9 @@ A spec is ``auto``, ``full``, ``minmax`` or ``percentile[:LO,HI]`` (:func:`parse
 
 A constant image has no range to stretch: it is read at full scale (integers), as is (floats in
 [0, 1]) or as zeros, and logged as flat. Every decision is counted in a :class:`RangeLog` the
-caller passes in (thread-safe), which gives printable warnings and a dict for run.json.
+caller passes in (thread-safe), which gives printable warnings and a dict for run.json. A caller
+that passes no log still hears of every stretched, flat or nearly flat image: each one is issued
+as a :class:`ValueRangeWarning` (Python ``warnings``, one per file).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,10 @@ NARROW_SPAN: float = 65535.0 / 16.0  # 16-bit span below this (4095.94 levels) c
 FLOAT_TOLERANCE: float = 1.0 / 512.0  # a float image may overshoot [0, 1] by half an 8-bit level
 DEFAULT_PERCENTILES: tuple[float, float] = (1.0, 99.0)
 _SPEC = re.compile(r"^\s*(auto|full|minmax|percentile)\s*(?::\s*([^,\s]+)\s*,\s*([^,\s]+)\s*)?$", re.IGNORECASE)
+
+
+class ValueRangeWarning(UserWarning):
+    """An image stretched automatically, constant, or nearly flat, read without a RangeLog."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,9 @@ def to_unit_range(
     def done(out: np.ndarray, decision: str) -> np.ndarray:
         if log is not None:
             log.record(role, decision, path, spec)
+        elif decision in RangeLog.WARN:
+            what = "image" if role == "image" else f"{role} image"
+            warnings.warn(f"{path}: {what} {decision} (value range {spec})", ValueRangeWarning, stacklevel=4)
         return out
 
     lo, hi = float(image.min()), float(image.max())

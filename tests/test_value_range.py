@@ -10,7 +10,7 @@ import pytest
 
 from fusedet.datasets import PairFolder, read_image, read_ir, read_pair, read_vis
 from fusedet.datasets.headers import image_size
-from fusedet.datasets.value_range import NARROW_SPAN, RangeLog, ValueRange, parse_value_range, to_unit_range
+from fusedet.datasets.value_range import NARROW_SPAN, RangeLog, ValueRange, ValueRangeWarning, parse_value_range, to_unit_range
 from fusedet.errors import InputError
 
 
@@ -143,6 +143,9 @@ def test_pair_readers_take_ir_and_vis_ranges_and_one_log(tmp_path):
         PairFolder(tmp_path / "ir", tmp_path / "vi", ir_range="sqrt")
 
 
-def test_read_image_default_is_the_full_scale_convention(tmp_path):
+def test_read_image_default_is_the_full_scale_convention_and_warns_without_a_log(tmp_path):
     frame = _radiometric(2)
-    np.testing.assert_allclose(read_image(_write(tmp_path / "a.png", frame)), frame / 65535.0, rtol=1e-6)
+    with pytest.warns(ValueRangeWarning, match=r"a\.png: image 16-bit narrow at full scale"):
+        np.testing.assert_allclose(read_image(_write(tmp_path / "a.png", frame)), frame / 65535.0, rtol=1e-6)
+    with pytest.warns(ValueRangeWarning, match=r"a\.png: ir image 16-bit stretched \(auto\)"):
+        read_ir(tmp_path / "a.png")
