@@ -197,6 +197,8 @@ def to_unit_range(
             warnings.warn(f"{path}: {what} {decision} (value range {spec})", ValueRangeWarning, stacklevel=4)
         return out
 
+    if spec.mode in ("auto", "full") and image.dtype == np.uint8:
+        return done(image.astype(np.float32) / np.float32(255.0), "8-bit")  # no statistics needed
     lo, hi = float(image.min()), float(image.max())
     if spec.mode in ("minmax", "percentile"):
         if spec.mode == "percentile":
@@ -208,8 +210,6 @@ def to_unit_range(
         return done(_flat(image), "flat")
 
     # auto / full
-    if image.dtype == np.uint8:
-        return done(image.astype(np.float32) / np.float32(255.0), "8-bit")
     if image.dtype == np.uint16:
         narrow = hi - lo < NARROW_SPAN
         if spec.mode == "auto" and narrow:

@@ -231,8 +231,8 @@ def test_llvip_reader_splits_from_subfolders_and_flat_layout(tmp_path):
 
 
 def test_registry_rejects_unknown_names_options_and_missing_roots(tmp_path):
-    assert set(DATASETS) == {"m3fd", "msrs", "llvip", "demo"}
-    with pytest.raises(InputError, match="unknown dataset 'coco'; choose one of m3fd, msrs, llvip, demo"):
+    assert set(DATASETS) == {"m3fd", "msrs", "llvip", "flir", "kaist", "demo"}
+    with pytest.raises(InputError, match="unknown dataset 'coco'; choose one of m3fd, msrs, llvip, flir, kaist, demo"):
         load_dataset("coco", tmp_path)
     with pytest.raises(InputError, match="'msrs' has no option colour; its options: labels"):
         load_dataset("msrs", tmp_path, colour="x")
