@@ -9,16 +9,17 @@ Weights:
   for plumbing tests and training from scratch);
 - ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt`` (see its model card).
 
-Classes. COCO weights (80 classes in COCO order) are mapped by name onto the dataset's classes:
-person -> People/person, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck,
-bicycle -> bicycle; every other COCO class is dropped, and a dataset class no COCO class maps to
-(M3FD's Lamp) is *not covered*: its AP is not computed. Weights trained on other classes (our
-fine-tuned ones) are matched to the dataset's classes by name, case-insensitively.
+Classes. A detector's class names are matched onto the dataset's through the one alias table of
+:mod:`fusedet.datasets.class_names` (names normalised: NFKC, invisible characters removed, case
+folded, spaces/_/- ignored; exact names first, then aliases): COCO's person -> People/person/
+pedestrian, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck, bicycle ->
+bicycle, and a fine-tuned detector's ``People`` covers a dataset's ``person``. Every other
+detector class is dropped, and a dataset class no detector class maps to (M3FD's Lamp under COCO
+weights) is *not covered*: its AP is not computed, and ``ClassMapping.reasons`` says why.
 
 Evaluation settings (those of ultralytics' own validation): confidence 0.001, NMS IoU 0.6 (the
 default of YOLOv5's own val.py, the paper's detector; ultralytics `val` uses 0.7), at most 300 boxes
-per image. Image size: by default
-the size the weights were trained at, read from the checkpoint (640 for yolov5xu.pt, its COCO
+per image. Image size: by default the size the weights were trained at, read from the checkpoint (640 for yolov5xu.pt, its COCO
 training size; 640 when a checkpoint does not say): a detector sees objects at the scale it
 learned. The paper does not give one. At 640, M3FD's 1024 x 768 images are letterboxed to
 640 x 480 and small objects (far people, lamps) lose pixels; `imgsz=1024` keeps them at about
@@ -31,12 +32,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fusedet import runtime
+from fusedet.datasets.class_names import ClassMatcher
 from fusedet.devices import DeviceLike, resolve_device
 from fusedet.errors import InputError
 from fusedet.hashing import file_sha256
@@ -45,16 +47,6 @@ from fusedet.settings import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, split_o
 DEFAULT_WEIGHTS = DEFAULT_DETECTOR_WEIGHTS
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
 
-# COCO class -> the dataset class names it stands for (lower case). Sources: the paper's Table VII classes
-# (M3FD), MSRS's labels (person, bicycle, car) and LLVIP's (person).
-COCO_TO_DATASET: dict[str, tuple[str, ...]] = {
-    "person": ("person", "people", "pedestrian"),
-    "bicycle": ("bicycle", "bike"),
-    "car": ("car",),
-    "motorcycle": ("motorcycle", "motor", "motorbike"),
-    "bus": ("bus",),
-    "truck": ("truck",),
-}
 # Indices of a few classes in the 80-class COCO order every COCO-pretrained ultralytics model uses.
 _COCO_INDEX = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck", 79: "toothbrush"}
 
@@ -79,6 +71,7 @@ class ClassMapping:
     covered: tuple[str, ...]
     not_covered: tuple[str, ...]
     coco: bool
+    reasons: dict[str, str] = field(default_factory=dict)  # not-covered class -> why, one sentence
 
 
 def is_coco(names: Mapping[int, str]) -> bool:
@@ -89,13 +82,8 @@ def is_coco(names: Mapping[int, str]) -> bool:
 def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMapping:
     """Map the detector's class names onto the dataset's `classes` (see the module docstring)."""
     coco = is_coco(names)
-    by_lower = {c.lower(): c for c in classes}
-    mapping: dict[int, str] = {}
-    for index, name in names.items():
-        candidates = COCO_TO_DATASET.get(name.lower(), ()) if coco else (name.lower(),)
-        target = next((by_lower[c] for c in candidates if c in by_lower), None)
-        if target is not None:
-            mapping[int(index)] = target
+    matcher = ClassMatcher(classes)
+    mapping = matcher.match_all(names)
     covered = tuple(c for c in classes if c in mapping.values())
     if not covered:
         shown = ", ".join(list(names.values())[:10]) + (" ..." if len(names) > 10 else "")
@@ -103,7 +91,9 @@ def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMappin
             f"the detector's classes ({shown}) cover none of the dataset's classes ({', '.join(classes)}); "
             "use COCO weights or weights trained on these classes"
         )
-    return ClassMapping(mapping, covered, tuple(c for c in classes if c not in covered), coco)
+    not_covered = tuple(c for c in classes if c not in covered)
+    reasons = {c: matcher.why_unmatched(c, names.values(), coco=coco) for c in not_covered}
+    return ClassMapping(mapping, covered, not_covered, coco, reasons)
 
 
 def resolve_weights(spec: str | os.PathLike) -> Path | str:

@@ -35,6 +35,7 @@ import numpy as np
 
 from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.records import DetectionDataset
+from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_table import DetectionTable
 from fusedet.errors import FusedetError, InputError
 from fusedet.eval.detection_ap import average_precision, coco_detections, coco_ground_truth, mean_ap
@@ -92,6 +93,7 @@ class Evaluation:
         self.classes = list(dataset.classes)
         self.timings: dict[str, float] = {}
         self.provenance: dict[str, Any] = {}
+        self.ranges = RangeLog()  # how every IR and visible image was brought to [0, 1]
         self.resumed: list[str] = []
         self._checked = False
 
@@ -130,7 +132,7 @@ class Evaluation:
         image_id = {r.stem: i for i, r in enumerate(self.records, start=1)}
         dets: list[dict] = []
         detect_seconds = 0.0
-        stream = source.images(self.records, self.settings, detector.batch)
+        stream = source.images(self.records, self.settings, detector.batch, self.ranges)
         for chunk, images in stream:
             start = time.perf_counter()
             results = detector.detect(images, self.classes)
@@ -189,6 +191,8 @@ class Evaluation:
             self.check()
         gt = self.ground_truth()
         detections = {source.name: self.detections(source) for source in self.sources}
+        for line in self.ranges.warnings():
+            self.events.note(f"warning: {line}")
         table = self.table(gt, self.average_precision(gt, detections))
         self.timings["evaluation total"] = time.perf_counter() - started
         self.write_report(table)
@@ -204,6 +208,7 @@ class Evaluation:
                 "detector": detector.settings(),
                 "classes": self.classes,
                 "images": [(r.stem, source.fingerprint(r)) for r in self.records],
+                "value_ranges": [self.settings.ir_range, self.settings.vis_range],
             },
             sort_keys=True,
         )
@@ -277,15 +282,15 @@ class Evaluation:
             "device": self.settings.device,
             "seed": self.settings.seed,
             "dataset": {
-                "name": self.dataset.name,
-                "root": str(self.dataset.root),
+                **self.dataset.provenance(),
                 "split": self.settings.split,
+                "split_used": self.dataset.describe_split(self.settings.split),
                 "split_source": self.dataset.split_source,
                 "pairs": len(self.records),
-                "classes": self.classes,
                 "instances": self.dataset.instance_counts(self.settings.split),
                 "warnings": self.dataset.warnings.to_dict(),
             },
+            "value_ranges": {"ir": self.settings.ir_range, "vis": self.settings.vis_range, **self.ranges.to_dict()},
             "detector": first.settings() if same else {name: d.settings() for name, d in self.detectors.items()},
             "class_mapping": mapping[next(iter(mapping))] if same else mapping,
             "sources": [s.provenance() for s in self.sources],

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fusedet import runtime
 from fusedet.datasets.records import DetectionDataset
+from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_table import DetectionTable
 from fusedet.detector import Detector, resolve_weights
 from fusedet.devices import resolve_device
@@ -111,13 +112,17 @@ def finetune(
     if not dataset.split("val"):
         events.note("no val pairs: best.pt is picked on the train pairs")
 
-    export = export_sources(dataset, sources, run, train.batch, events)
+    ranges = RangeLog()
+    export = export_sources(dataset, sources, run, train.batch, events, ranges)
+    for line in ranges.warnings():
+        events.note(f"warning: {line}")
     trained = train_protocol(dataset, sources, export, out, train, run)
     training = {
         **train.to_dict(),
         "start_weights": train.start_weights,
         "train_options": dict(train.options),
         "validated_on": "val" if dataset.split("val") else "train (no val pairs)",
+        "value_ranges": {"ir": run.ir_range, "vis": run.vis_range, **ranges.to_dict()},
         "models": {name: t.info() for name, t in trained.items()},
     }
     device = str(resolve_device(run.device))

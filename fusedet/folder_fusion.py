@@ -21,6 +21,7 @@ import torch
 from fusedet import runtime
 from fusedet.datasets import PairFolder, rgb_to_gray, write_image
 from fusedet.datasets.headers import pair_size
+from fusedet.datasets.value_range import RangeLog
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.events import Events, as_events
@@ -38,6 +39,7 @@ class FuseResult:
     fused: list[str]
     skipped: int
     fuser: dict = field(default_factory=dict)
+    ranges: RangeLog = field(default_factory=RangeLog)
 
 
 def _is_gray(vis: np.ndarray) -> bool:
@@ -58,20 +60,22 @@ def fuse_folder(
     """Fuse the pairs of folders `ir` and `vis` (matched by stem) into ``OUT/STEM.png``.
 
     `fuser`: a spec (``dmnet``, ``dmnet:CKPT``, ``mean``, ``max``) or a Fuser. `run`: its `device`,
-    `fuse_batch` (pairs of one size per forward pass) and `workers` (reader threads) apply. Raises
+    `fuse_batch` (pairs of one size per forward pass), `workers` (reader threads) and `ir_range` /
+    `vis_range` (how images become [0, 1]; decisions counted in the result's `ranges`) apply. Raises
     InputError, before any fusion, for unpaired or unreadable images, IR/VIS size mismatches, an
     unknown fuser or checkpoint, or an `out` that is one of the input folders."""
     run = run or RunSettings()
     events = as_events(events)
     out = Path(out)
-    folder = PairFolder(ir, vis)
+    ranges = RangeLog()
+    folder = PairFolder(ir, vis, ir_range=run.ir_range, vis_range=run.vis_range, log=ranges)
     for src in (folder.ir_dir, folder.vis_dir):
         if out.resolve() == src.resolve():
             raise InputError(f"--out {out} is an input folder; fused images would overwrite the sources")
     sizes = {s: pair_size(s, folder.ir_files[s], folder.vis_files[s]) for s in folder.stems}
     todo = [s for s in folder.stems if force or not (out / f"{s}.png").is_file()]
     model = get_fuser(fuser, device=resolve_device(run.device))
-    result = FuseResult(out, todo, len(folder.stems) - len(todo), model.provenance())
+    result = FuseResult(out, todo, len(folder.stems) - len(todo), model.provenance(), ranges)
     if not todo:
         return result
     out.mkdir(parents=True, exist_ok=True)
@@ -88,4 +92,6 @@ def fuse_folder(
             write_image(out / f"{pair.stem}.png", rgb_to_gray(image) if _is_gray(pair.vis) else image)
         events.advance(stage, len(pairs), stems[-1])
     events.finish(stage)
+    for line in ranges.warnings():
+        events.note(f"warning: {line}")
     return result

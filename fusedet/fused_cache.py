@@ -1,7 +1,7 @@
 """The on-disk cache of one fuser's 8-bit fused images.
 
-``CACHE/fused/<fuser name>-<hash of fuser.cache_key()>/<stem>-<hash of the pair's files>.png``: keyed by
-the fuser's cache key (weights, settings, version) and by the pair (the IR and VIS files' paths, sizes
+``CACHE/fused/<fuser name>-<hash of the key>/<stem>-<hash of the pair's files>.png``: keyed by the
+fuser's cache key (weights, settings, version), the value ranges the pair is read with, and by the pair (the IR and VIS files' paths, sizes
 and modification times: fusedet.hashing.pair_digest), so pairs of two datasets with the same stems, or a
 dataset regenerated in place, never share an entry. Writes are atomic (temporary file + rename), so
 concurrent runs, or processes of one sharded run, may share a cache folder.
@@ -26,8 +26,9 @@ from fusedet.hashing import pair_digest
 class FusedCache:
     """PNG cache of one fuser's fused images (RGB uint8), see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike, fuser: Fuser) -> None:
-        key = fuser.cache_key()
+    def __init__(self, root: str | os.PathLike, fuser: Fuser, ranges: str = "auto,auto") -> None:
+        """`ranges`: the IR and visible value-range specs the pairs are read with (part of the key)."""
+        key = fuser.cache_key() + ("" if ranges == "auto,auto" else f"|ranges={ranges}")
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         safe = re.sub(r"[^A-Za-z0-9._+-]", "_", fuser.name)
         self.dir = Path(root) / "fused" / f"{safe}-{digest}"

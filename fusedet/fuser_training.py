@@ -87,7 +87,10 @@ def train_fuser(
     overrides = {"seed": train.seed, **model.overrides}
     torch.manual_seed(train.seed)  # the initial weights
     network = DMNet.from_preset(model.preset, ablation=model.ablation, **overrides)
-    dataset = CropDataset(data, crop=model.crop, crops_per_pair=model.crops_per_pair, seed=train.seed, events=events)
+    dataset = CropDataset(data, crop=model.crop, crops_per_pair=model.crops_per_pair, seed=train.seed,
+                          ranges=(model.ir_range, model.vis_range), events=events)
+    for line in dataset.log.warnings():
+        events.note(f"warning: {line}")
     params = sum(p.numel() for p in network.parameters())
     events.note(
         f"DMNet {model.preset}{f' ({model.ablation})' if model.ablation else ''}: {params / 1e6:.3f}M parameters; "

@@ -85,7 +85,7 @@ class FusionDetector:
         """Fuse one pair: paths, or arrays (IR: H x W gray; VIS: H x W x 3 RGB, or H x W gray; uint8,
         uint16, or float in [0, 1]). Returns the fused RGB image, H x W x 3 float32 in [0, 1].
         Raises InputError for a size mismatch or values out of range."""
-        ir, vis = as_ir(ir), as_vis(vis)
+        ir, vis = as_ir(ir, self.run_settings.ir_range), as_vis(vis, self.run_settings.vis_range)
         if ir.shape != vis.shape[:2]:
             raise InputError(f"IR is {ir.shape[1]}x{ir.shape[0]} but visible is {vis.shape[1]}x{vis.shape[0]} (W x H)")
         return fuse_arrays(self.fuser, ir, vis)
@@ -101,13 +101,13 @@ class FusionDetector:
         Labels are the detector's class names, or mapped onto `classes` when given.
         """
         if vis is None:
-            picture = read_image(image) if isinstance(image, (str, os.PathLike)) else _as_float(image)
+            picture = read_image(image, self.run_settings.vis_range) if isinstance(image, (str, os.PathLike)) else _as_float(image)
         elif source == "fused":
             picture = self.fuse(image, vis)
         elif source == "ir":
-            picture = as_ir(image)
+            picture = as_ir(image, self.run_settings.ir_range)
         elif source in ("vi", "vis"):
-            picture = as_vis(vis)
+            picture = as_vis(vis, self.run_settings.vis_range)
         else:
             raise InputError(f"source must be 'fused', 'ir' or 'vi', got {source!r}")
         return self.detector.detect([picture], classes)[0]
@@ -157,20 +157,22 @@ def default_cache_dir(run: RunSettings, out: str | os.PathLike) -> Path:
     return Path(env).expanduser() if env else Path(out) / "cache"
 
 
-def as_ir(value) -> np.ndarray:
-    """An IR image from a path or an array (gray, or RGB reduced to luma), float32 H x W in [0, 1]."""
+def as_ir(value, ir_range: str = "auto") -> np.ndarray:
+    """An IR image from a path (read with value range `ir_range`) or an array (gray, or RGB reduced to
+    luma), float32 H x W in [0, 1]."""
     if isinstance(value, (str, os.PathLike)):
-        return read_ir(value)
+        return read_ir(value, ir_range=ir_range)
     image = _as_float(value)
     if image.ndim == 3:
         image = rgb_to_gray(image[:, :, :3]) if image.shape[2] >= 3 else image[:, :, 0]
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def as_vis(value) -> np.ndarray:
-    """A visible image from a path or an array (RGB, or gray replicated), float32 H x W x 3 in [0, 1]."""
+def as_vis(value, vis_range: str = "auto") -> np.ndarray:
+    """A visible image from a path (read with value range `vis_range`) or an array (RGB, or gray
+    replicated), float32 H x W x 3 in [0, 1]."""
     if isinstance(value, (str, os.PathLike)):
-        return read_vis(value)
+        return read_vis(value, vis_range=vis_range)
     image = _as_float(value)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)

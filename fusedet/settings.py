@@ -89,7 +89,9 @@ class RunSettings(_Settings):
     `split`: the split evaluated (train, val, test or all). `fuse_batch`: pairs per fusion pass (a
     DMNet pass on a 1024x768 pair needs GBs). `workers`: image-reading threads (and data-loading workers
     when training). `cache_dir`: fused images and exports (None: ``$FUSEDET_CACHE``, else OUT/cache).
-    `seed`: the seeded split of datasets without split files, and the demo generator.
+    `seed`: the seeded split of datasets without split files, and the demo generator. `ir_range`,
+    `vis_range`: how IR and visible images become [0, 1] (``auto``, ``full``, ``minmax`` or
+    ``percentile[:LO,HI]``; fusedet.datasets.value_range).
     """
 
     device: str | None = None
@@ -98,8 +100,14 @@ class RunSettings(_Settings):
     workers: int = 2
     cache_dir: Path | None = None
     seed: int = 0
+    ir_range: str = "auto"
+    vis_range: str = "auto"
 
     def __post_init__(self) -> None:
+        from fusedet.datasets.value_range import parse_value_range
+
+        object.__setattr__(self, "ir_range", str(parse_value_range(self.ir_range, option="ir_range")))
+        object.__setattr__(self, "vis_range", str(parse_value_range(self.vis_range, option="vis_range")))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         if self.device is not None:
@@ -160,16 +168,23 @@ class FuserModelSettings(_Settings):
     """Which DMNet to train and on which crops. `preset`: ``lite`` or ``paper`` (dmnet.PRESETS);
     `ablation`: a Table V row (``AE1`` ... ``AE14``) or None; `overrides`: DMNetConfig fields
     (``gamma2``, ``grad_operator``, ...); `crop`: side of the random square crops in pixels (paper
-    IV-B: 128); `crops_per_pair`: crops of every pair per epoch."""
+    IV-B: 128); `crops_per_pair`: crops of every pair per epoch; `ir_range`, `vis_range`: how the
+    pairs' values become [0, 1] (fusedet.datasets.value_range)."""
 
     preset: str = "lite"
     ablation: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     crop: int = 128
     crops_per_pair: int = 1
+    ir_range: str = "auto"
+    vis_range: str = "auto"
 
     def __post_init__(self) -> None:
+        from fusedet.datasets.value_range import parse_value_range
+
         object.__setattr__(self, "overrides", dict(self.overrides))
+        object.__setattr__(self, "ir_range", str(parse_value_range(self.ir_range, option="ir_range")))
+        object.__setattr__(self, "vis_range", str(parse_value_range(self.vis_range, option="vis_range")))
         problems = []
         if int(self.crop) < 8:
             problems.append(f"crop must be >= 8 (got {self.crop})")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from fusedet.datasets.io import few, list_images, read_image, read_ir, read_pair, read_vis, to_uint8
+from fusedet.datasets.value_range import RangeLog
 from fusedet.errors import InputError
 from fusedet.fused_cache import FusedCache
 from fusedet.fusers import FUSERS, Fuser, batches_by_size, check_fuser_spec, fuse_pairs_uint8, get_fuser
@@ -75,9 +76,10 @@ class Source(ABC):
         """A short hash of the input files behind this source's image of `record` (fusedet.hashing)."""
 
     @abstractmethod
-    def images(self, records: Sequence, run: RunSettings, batch: int) -> ImageStream:
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
         """The 8-bit detector inputs of `records` (gray H x W or RGB H x W x 3 uint8), in batches of
-        `batch`, sizes checked against the records."""
+        `batch`, sizes checked against the records; IR and visible images are brought to [0, 1] as
+        ``run.ir_range`` / ``run.vis_range`` say, each decision counted in `log`."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, spec={self.spec!r})"
@@ -99,16 +101,16 @@ class _FileSource(Source):
         """The file holding this source's image of `record`."""
 
     @abstractmethod
-    def read(self, path: Path) -> np.ndarray:
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
         """The image in `path` as float in [0, 1] (gray H x W or RGB H x W x 3)."""
 
     def fingerprint(self, record) -> str:
         return files_digest([self.path(record)])
 
-    def images(self, records: Sequence, run: RunSettings, batch: int) -> ImageStream:
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
         def load(record) -> np.ndarray:
             path = self.path(record)
-            return _check_size(record, to_uint8(self.read(path)), path)
+            return _check_size(record, to_uint8(self.read(path, run, log)), path)
 
         return ImageStream(records, load, batch=batch, workers=run.workers)
 
@@ -121,8 +123,8 @@ class IrSource(_FileSource):
     def path(self, record) -> Path:
         return Path(record.ir_path)
 
-    def read(self, path: Path) -> np.ndarray:
-        return read_ir(path)
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        return read_ir(path, ir_range=run.ir_range, log=log)
 
 
 class VisSource(_FileSource):
@@ -133,8 +135,8 @@ class VisSource(_FileSource):
     def path(self, record) -> Path:
         return Path(record.vis_path)
 
-    def read(self, path: Path) -> np.ndarray:
-        return read_vis(path)
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        return read_vis(path, vis_range=run.vis_range, log=log)
 
 
 class FolderSource(_FileSource):
@@ -161,8 +163,9 @@ class FolderSource(_FileSource):
     def path(self, record) -> Path:
         return self.files[record.stem]
 
-    def read(self, path: Path) -> np.ndarray:
-        return read_image(path)
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        """Another method's output: 8/16-bit at full scale, floats in [0, 1] (as fusion results are written)."""
+        return read_image(path, "full", role="fused", log=log)
 
 
 class FusedSource(Source):
@@ -187,7 +190,7 @@ class FusedSource(Source):
         super().__init__(name, spec if spec is not None else (fuser if isinstance(fuser, str) else name))
         self._fuser = fuser
         self.device = device
-        self._caches: dict[Path, FusedCache] = {}
+        self._caches: dict[tuple[Path, str], FusedCache] = {}
 
     @property
     def fuser(self) -> Fuser:
@@ -197,14 +200,14 @@ class FusedSource(Source):
             self._fuser = get_fuser(spec, device=self.device) if isinstance(spec, str) else spec()
         return self._fuser
 
-    def cache(self, root: str | os.PathLike | None) -> FusedCache:
-        """This source's fused-image cache under `root` (a run's ``cache_dir``)."""
-        if root is None:
+    def cache(self, run: RunSettings) -> FusedCache:
+        """This source's fused-image cache for a run (its ``cache_dir`` and value ranges)."""
+        if run.cache_dir is None:
             raise InputError(f"source {self.name!r}: the run settings give no cache_dir for its fused images")
-        root = Path(root)
-        if root not in self._caches:
-            self._caches[root] = FusedCache(root, self.fuser)
-        return self._caches[root]
+        key = (Path(run.cache_dir), f"{run.ir_range},{run.vis_range}")
+        if key not in self._caches:
+            self._caches[key] = FusedCache(key[0], self.fuser, key[1])
+        return self._caches[key]
 
     def identity(self) -> dict:
         return {**super().identity(), "fuser_cache_key": self.fuser.cache_key()}
@@ -219,15 +222,15 @@ class FusedSource(Source):
     def fingerprint(self, record) -> str:
         return files_digest([record.ir_path, record.vis_path])
 
-    def images(self, records: Sequence, run: RunSettings, batch: int) -> ImageStream:
-        cache = self.cache(run.cache_dir)
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
+        cache = self.cache(run)
 
         def load(record):
             """The cached fused image, or the decoded pair to fuse."""
             image = cache.load(record)
             if image is not None and image.shape[:2] == (record.height, record.width):
                 return image
-            pair = read_pair(record.ir_path, record.vis_path, record.stem)
+            pair = read_pair(record.ir_path, record.vis_path, record.stem, ir_range=run.ir_range, vis_range=run.vis_range, log=log)
             _check_size(record, pair.ir, record.ir_path)
             return pair
 

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fusedet.datasets import PairFolder
+from fusedet.datasets.value_range import RangeLog
 from fusedet.errors import InputError
 from fusedet.events import Events, as_events
 
@@ -56,15 +57,20 @@ class CropDataset(Dataset):
         crop: int = 128,
         crops_per_pair: int = 1,
         seed: int = 0,
+        ranges: tuple[str, str] = ("auto", "auto"),
         events: Events | None = None,
     ) -> None:
-        """Read every pair of every folder in `roots`, reporting progress to `events` (stage "reading pairs")."""
+        """Read every pair of every folder in `roots` (IR and visible brought to [0, 1] as the value-range
+        specs `ranges` say, decisions counted in ``self.log``), reporting progress to `events` (stage
+        "reading pairs")."""
         if crop < 8 or crops_per_pair < 1:
             raise InputError(f"crop must be >= 8 and crops per pair >= 1 (got {crop}, {crops_per_pair})")
         if not roots:
             raise InputError("no data folder given")
         self.crop, self.crops_per_pair, self.seed, self.epoch = crop, crops_per_pair, seed, 0
-        folders = [PairFolder(*find_pair_dirs(root)) for root in roots]
+        self.log = RangeLog()
+        self.ranges = (str(ranges[0]), str(ranges[1]))
+        folders = [PairFolder(*find_pair_dirs(root), ir_range=ranges[0], vis_range=ranges[1], log=self.log) for root in roots]
         self.roots = [str(Path(root).resolve()) for root in roots]
         self._images: list[torch.Tensor] = []  # 2 x H x W float16: IR, visible Y
         total = sum(len(f) for f in folders)
@@ -105,4 +111,7 @@ class CropDataset(Dataset):
 
     def describe(self) -> dict[str, Any]:
         """Plain-value description stored in checkpoints (and compared on resume)."""
-        return {"dirs": self.roots, "pairs": self.pairs, "crop": self.crop, "crops_per_pair": self.crops_per_pair}
+        out = {"dirs": self.roots, "pairs": self.pairs, "crop": self.crop, "crops_per_pair": self.crops_per_pair}
+        if self.ranges != ("auto", "auto"):
+            out["value_ranges"] = list(self.ranges)
+        return out

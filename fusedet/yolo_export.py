@@ -26,6 +26,7 @@ import numpy as np
 from fusedet.datasets.atomic import atomic_path, write_text_atomic
 from fusedet.datasets.io import write_image
 from fusedet.datasets.records import DetectionDataset
+from fusedet.datasets.value_range import RangeLog
 from fusedet.errors import InputError
 from fusedet.events import Events, as_events
 from fusedet.hashing import file_stamp
@@ -59,9 +60,10 @@ def export_root(dataset: DetectionDataset, cache_dir: str | os.PathLike) -> Path
     return Path(cache_dir).resolve() / "yolo" / f"{dataset.name}-{digest.hexdigest()[:12]}"
 
 
-def source_folder(root: Path, source: Source) -> Path:
-    """The export folder of one source: its name plus a hash of what defines its images."""
-    ident = json.dumps(source.identity(), sort_keys=True)
+def source_folder(root: Path, source: Source, run: RunSettings) -> Path:
+    """The export folder of one source: its name plus a hash of what defines its images (the source,
+    and the value ranges its images are read with)."""
+    ident = json.dumps([source.identity(), run.ir_range, run.vis_range], sort_keys=True)
     return root / f"{source.name}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
@@ -84,19 +86,25 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def export_source(
-    dataset: DetectionDataset, source: Source, root: Path, run: RunSettings, batch: int = 8, events: Events | None = None
+    dataset: DetectionDataset,
+    source: Source,
+    root: Path,
+    run: RunSettings,
+    batch: int = 8,
+    events: Events | None = None,
+    log: RangeLog | None = None,
 ) -> dict[str, Path]:
     """Write the train/val images and labels of one source (finished files are kept); returns
     split -> image folder."""
     events = as_events(events)
-    folder = source_folder(root, source)
+    folder = source_folder(root, source, run)
     records = [r for r in dataset.records if r.split in TRAIN_SPLITS]
     todo = [r for r in records if not (_image_path(folder, r).is_file() and _label_path(folder, r).is_file())]
     stage = f"{source.name}: export"
     events.start(stage, total=len(records))
     events.advance(stage, len(records) - len(todo))
     cached = isinstance(source, FusedSource)
-    for chunk, images in source.images(todo, run, batch):
+    for chunk, images in source.images(todo, run, batch, log):
         for record, image in zip(chunk, images):
             if not cached:
                 write_image(_image_path(folder, record), image)
@@ -105,22 +113,28 @@ def export_source(
         events.advance(stage, len(chunk), chunk[-1].stem)
     if cached:  # every cache write has finished once the stream is exhausted
         for record in todo:
-            link_or_copy(source.cache(run.cache_dir).path(record), _image_path(folder, record))
+            link_or_copy(source.cache(run).path(record), _image_path(folder, record))
     events.finish(stage)
     return {split: folder / "images" / split for split in TRAIN_SPLITS}
 
 
 def export_sources(
-    dataset: DetectionDataset, sources: Sequence[Source], run: RunSettings, batch: int = 8, events: Events | None = None
+    dataset: DetectionDataset,
+    sources: Sequence[Source],
+    run: RunSettings,
+    batch: int = 8,
+    events: Events | None = None,
+    log: RangeLog | None = None,
 ) -> tuple[Path, dict[str, dict[str, Path]]]:
     """Export every source's train/val images and labels under ``run.cache_dir``; returns (export root,
-    source name -> split -> image folder). InputError when the dataset has no train pairs."""
+    source name -> split -> image folder). Value-range decisions are counted in `log`. InputError when
+    the dataset has no train pairs."""
     if not dataset.split("train"):
         raise InputError(f"dataset {dataset.name!r} has no train pairs to fine-tune on (split: {dataset.split_source})")
     if run.cache_dir is None:
         raise InputError("export_sources needs run settings with a cache_dir")
     root = export_root(dataset, run.cache_dir)
-    dirs = {s.name: export_source(dataset, s, root, run, batch, events) for s in sources}
+    dirs = {s.name: export_source(dataset, s, root, run, batch, events, log) for s in sources}
     return root, dirs
 
 

@@ -38,8 +38,12 @@ MODULES = _modules()
 
 
 def _imports(module: str, path: Path) -> set[str]:
-    """Modules of ours that `module` imports anywhere in its file (module level or inside functions)."""
+    """Modules of ours that `module` imports anywhere in its file (module level or inside functions);
+    imports under ``if TYPE_CHECKING:`` are for type checkers only, never run, and are left out."""
     tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -34,6 +34,11 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
 
+RANGE_HELP = (
+    "How pixel values become [0, 1]: auto (8-bit as is; narrow 16-bit thermal frames stretched 1-99 %, with a warning; "
+    "float images must be in [0, 1]), full, minmax or percentile[:LO,HI]."
+)
+
 
 class FusedetCommand(TyperCommand):
     """A typer command whose help shows flags without a value type (``--paper``, not ``--paper <bool>``)."""

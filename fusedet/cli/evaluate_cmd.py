@@ -9,52 +9,43 @@ reused, so the same command resumes an interrupted run.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from fusedet.cli import render
 from fusedet.cli.app import app
-from fusedet.cli.common import FusedetCommand, RichEvents, command, console, err_console, examples, make_progress
+from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, err_console, examples, make_progress
 
+DATASET_NAMES = "m3fd, msrs, llvip, flir, kaist or demo"
 DEMO_SOURCES = "ir,vi,dmnet,mean,max"
 DEFAULT_SOURCES = "ir,vi,dmnet"
 
 
 def report_dataset(dataset, split: str) -> None:
-    """One line on the data, then every reader warning (counted, never silent)."""
+    """The data and its split in one line each (the split said exactly once), then every reader
+    warning (counted, never silent; odd class names shown with repr)."""
     counts = dataset.instance_counts(split)
-    err_console.print(
-        f"[bold]{dataset.name}[/] {dataset.root}: {len(dataset.split(split))} {split} pairs "
-        f"(split: {dataset.split_source or 'given'}); boxes: " + ", ".join(f"{c} {n}" for c, n in counts.items())
-    )
-    w = dataset.warnings
-    if w.unknown_classes:
-        listed = ", ".join(f"{name} x{n}" for name, n in sorted(w.unknown_classes.items()))
-        err_console.print(f"[yellow]warning:[/] unknown class names skipped: {listed}")
-    if w.dropped_boxes:
-        err_console.print(f"[yellow]warning:[/] {w.dropped_boxes} empty box(es) dropped after clipping to the image")
-    if w.clipped_boxes:
-        err_console.print(f"[yellow]warning:[/] {w.clipped_boxes} box(es) reached outside the image and were clipped")
-    if w.unannotated_images:
-        err_console.print(f"[yellow]warning:[/] {len(w.unannotated_images)} pair(s) without annotation skipped")
-    for note in w.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
+    layout = f" ({dataset.layout} layout)" if getattr(dataset, "layout", "") else ""
+    err_console.print(f"[bold]{escape(dataset.name)}[/] {escape(str(dataset.root))}{escape(layout)}; boxes in {split}: "
+                      + ", ".join(f"{escape(c)} {n}" for c, n in counts.items()))
+    err_console.print(f"[bold]split[/] {escape(dataset.describe_split(split))}")
+    for message in dataset.warnings.messages():
+        err_console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def load_reported(name: str, root: Path | None, seed: int, options: list[str] | None, split: str):
-    """Load a dataset as the CLI does: a line saying so, the reader's report; returns (dataset, seconds)."""
+def load_reported(name: str, root: Path | None, seed: int, options: list[str] | None, split: str, split_file: Path | None = None):
+    """Load a dataset as the CLI does (a bar while the demo data is generated), then report it."""
     from fusedet.datasets.registry import load_dataset
     from fusedet.options import parse_key_values
 
     parsed = parse_key_values(options, "--dataset-option")
-    err_console.print(f"[bold]loading[/] {name} ...")
-    start = time.perf_counter()
-    data = load_dataset(name, root, seed=seed, **parsed)
-    seconds = time.perf_counter() - start
+    err_console.print(f"[bold]loading[/] {escape(name)} ...")
+    with make_progress(transient=True) as progress:
+        data = load_dataset(name, root, seed=seed, split_file=split_file, events=RichEvents(progress), **parsed)
     report_dataset(data, split)
-    return data, seconds
+    return data
 
 
 @app.command(
@@ -67,9 +58,12 @@ def load_reported(name: str, root: Path | None, seed: int, options: list[str] | 
 )
 @command
 def evaluate(
-    dataset: str = typer.Option(..., "--dataset", help="m3fd, msrs, llvip or demo (synthetic, generated offline)."),
+    dataset: str = typer.Option(..., "--dataset", help=f"{DATASET_NAMES} (demo: synthetic, generated offline)."),
     root: Path | None = typer.Option(None, "--root", help="Dataset root folder (default for demo: the cache)."),
     split: str = typer.Option("test", "--split", help="train, val, test or all."),
+    split_file: Path | None = typer.Option(
+        None, "--split-file", help="A split list replacing the dataset's own: STEM SPLIT lines, or one stem per line.", show_default=False
+    ),
     sources: list[str] | None = typer.Option(
         None,
         "--sources",
@@ -100,6 +94,8 @@ def evaluate(
     dataset_option: list[str] | None = typer.Option(
         None, "--dataset-option", help="KEY=VALUE for the dataset reader (msrs: labels=labels_ir; demo: n_pairs=..., size=WxH)."
     ),
+    ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
+    vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
 ) -> None:
     """Per-class AP@0.5 of a detector on IR, visible and fused images (the paper's Table VII)."""
     from fusedet.detector import DEFAULT_WEIGHTS
@@ -112,12 +108,13 @@ def evaluate(
     is_demo = dataset.lower() == "demo"
     out = out or Path("runs") / f"evaluate-{dataset.lower()}-{split}"
     detector = DetectorSettings(weights or ("demo" if is_demo else DEFAULT_WEIGHTS), imgsz, conf, iou, max_det, batch)
-    run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed)
+    run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed,
+                      ir_range=ir_range, vis_range=vis_range)
     dev = resolve_device(run.device)
     run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
     parsed = parse_sources(sources or [DEMO_SOURCES if is_demo else DEFAULT_SOURCES], device=dev)
 
-    data, _ = load_reported(dataset, root, seed, dataset_option, split)
+    data = load_reported(dataset, root, seed, dataset_option, split, split_file)
     if paper and not paper_rows(data.classes):
         err_console.print("[yellow]warning:[/] --paper: Table VII is on M3FD's classes; no paper rows for these classes")
     runner = FusionDetector(detector=detector, run=run)

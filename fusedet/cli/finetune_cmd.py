@@ -16,8 +16,8 @@ import typer
 
 from fusedet.cli import render
 from fusedet.cli.app import app
-from fusedet.cli.common import FusedetCommand, RichEvents, command, console, examples, make_progress
-from fusedet.cli.evaluate_cmd import DEFAULT_SOURCES, load_reported
+from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, examples, make_progress
+from fusedet.cli.evaluate_cmd import DATASET_NAMES, DEFAULT_SOURCES, load_reported
 
 
 @app.command(
@@ -30,7 +30,7 @@ from fusedet.cli.evaluate_cmd import DEFAULT_SOURCES, load_reported
 )
 @command
 def finetune(
-    dataset: str = typer.Option(..., "--dataset", help="m3fd, msrs, llvip or demo."),
+    dataset: str = typer.Option(..., "--dataset", help=f"{DATASET_NAMES}."),
     root: Path | None = typer.Option(None, "--root", help="Dataset root folder (default for demo: the cache)."),
     sources: list[str] | None = typer.Option(None, "--sources", help=f"Comma list of sources to train on \\[default: {DEFAULT_SOURCES}].",
                                              show_default=False),
@@ -47,6 +47,9 @@ def finetune(
     workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", min=0, help="Data-loading workers and image-reading threads."),
     seed: int = typer.Option(0, "--seed", help="Training seed (and split seed for datasets without split files)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on after training."),
+    split_file: Path | None = typer.Option(
+        None, "--split-file", help="A split list replacing the dataset's own: STEM SPLIT lines, or one stem per line.", show_default=False
+    ),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Fused images and YOLO export \\[default: $FUSEDET_CACHE, else OUT/cache].", show_default=False
     ),
@@ -54,6 +57,8 @@ def finetune(
     train_option: list[str] | None = typer.Option(
         None, "--train-option", help="KEY=VALUE for ultralytics' train() (e.g. mosaic=0.5, lr0=0.005, cache=ram)."
     ),
+    ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
+    vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
 ) -> None:
     """Fine-tune YOLO on a source's train images (per source or shared), then measure per-class AP."""
     from fusedet.devices import resolve_device
@@ -65,11 +70,12 @@ def finetune(
 
     train = FinetuneSettings(protocol, weights, epochs, imgsz, batch, seed, parse_key_values(train_option, "--train-option"))
     out = out or Path("runs") / f"finetune-{dataset.lower()}-{protocol}"
-    run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed)
+    run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed,
+                      ir_range=ir_range, vis_range=vis_range)
     dev = resolve_device(run.device)
     run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
     parsed = parse_sources(sources or [DEFAULT_SOURCES], device=dev)
-    data, _ = load_reported(dataset, root, seed, dataset_option, "train")
+    data = load_reported(dataset, root, seed, dataset_option, split, split_file)
     with make_progress() as progress:
         result = run_finetune(data, parsed, out, train=train, run=run, events=RichEvents(progress))
     console.print(render.detection_table(result.table))

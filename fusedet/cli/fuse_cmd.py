@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from fusedet.cli.app import app
-from fusedet.cli.common import FusedetCommand, RichEvents, command, console, examples, make_progress
+from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, examples, make_progress
 from fusedet.errors import InputError
 
 
@@ -54,13 +54,15 @@ def fuse(
     batch: int = typer.Option(1, "--batch", min=1, help="Pairs per forward pass (pairs of one size are batched)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Image-reading threads."),
     force: bool = typer.Option(False, "--force", help="Fuse again pairs whose output already exists."),
+    ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
+    vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
 ) -> None:
     """Fuse IR/VIS pairs with DMNet (or another fuser) into colour or gray PNG files."""
     from fusedet.folder_fusion import fuse_folder
     from fusedet.settings import RunSettings
 
     spec = fuser_spec(fuser, weights)
-    run = RunSettings(device=device, fuse_batch=batch, workers=workers)
+    run = RunSettings(device=device, fuse_batch=batch, workers=workers, ir_range=ir_range, vis_range=vis_range)
     with make_progress() as progress:
         result = fuse_folder(ir, vis, out, fuser=spec, run=run, force=force, events=RichEvents(progress))
     if not result.fused:

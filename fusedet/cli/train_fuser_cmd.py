@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from fusedet.cli.app import app
-from fusedet.cli.common import FusedetCommand, RichEvents, command, console, err_console, examples, make_progress
+from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, err_console, examples, make_progress
 
 
 @app.command(
@@ -48,6 +48,8 @@ def train_fuser(
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
     keep_epochs: int = typer.Option(0, "--keep-epochs", min=0, help="Keep only the newest N epoch_NNN.pt (0: all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (same data and settings)."),
+    ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
+    vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
 ) -> None:
     """Train DMNet in two stages (paper: Adam, lr 1e-4, 128x128 crops, 15 + 30 epochs)."""
     from dmnet.train import TrainSettings
@@ -58,7 +60,7 @@ def train_fuser(
     config = parse_key_values(overrides, "--set")
     if grad_operator is not None:
         config["grad_operator"] = grad_operator
-    model = FuserModelSettings(preset, ablation, config, crop, crops_per_pair)
+    model = FuserModelSettings(preset, ablation, config, crop, crops_per_pair, ir_range, vis_range)
     settings = TrainSettings(
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch, lr=lr, seed=seed,
         device=device, precision=precision, num_workers=workers, keep_epochs=keep_epochs,
