@@ -115,7 +115,7 @@ def build_report(
     *,
     classes: Sequence[str] | None = None,
     not_covered: Mapping[str, Sequence[str]] | None = None,
-    max_det: int = 300,
+    max_det: int | Mapping[str, int] = 300,
     options: ReportOptions | None = None,
     groups: Grouping | None = None,
     subject: str = "",
@@ -128,7 +128,8 @@ def build_report(
 
     classes: the ground truth's category names in id order (checked; default: taken from it);
     not_covered: source -> classes its detector lacks (their AP is None, not in the mAP); max_det:
-    detections kept per image and class (pycocotools' maxDets; the detector's own cap); groups: a
+    detections kept per image and class (pycocotools' maxDets; the detector's own cap), one for
+    every source or one per source name; groups: a
     Grouping of the split's stems for per-group tables; subject: what was evaluated, for titles
     ("demo test (100 pairs)"); paper_rows / paper_source: published rows shown apart in the AP@0.5
     table. Progress goes to `events` (stages "AP: match detections", "AP: bootstrap ...").
@@ -151,7 +152,9 @@ def build_report(
     events.start(stage, total=len(detections))
     records: dict[str, MatchRecords] = {}
     for name, dets in detections.items():
-        records[name] = match_detections(index, dets, max_det=max_det)
+        if isinstance(max_det, Mapping) and name not in max_det:
+            raise InputError(f"max_det: no value for source {name!r}")
+        records[name] = match_detections(index, dets, max_det=int(max_det[name] if isinstance(max_det, Mapping) else max_det))
         events.advance(stage, 1, status=name)
     events.finish(stage)
     covered = {s: np.array([c not in not_covered.get(s, ()) for c in classes]) for s in records}
@@ -174,7 +177,7 @@ def build_report(
         options=options,
         scores=full,
         not_covered={s: list(c) for s, c in not_covered.items() if c},
-        max_det=int(max_det),
+        max_det=_one_or_each({s: r.max_det for s, r in records.items()}),
         subject=subject,
         paper_rows={s: dict(v) for s, v in (paper_rows or {}).items()},
         paper_source=paper_source,
@@ -270,7 +273,7 @@ class DetectionReport:
     options: ReportOptions
     scores: ImageSetScores
     not_covered: dict[str, list[str]] = field(default_factory=dict)
-    max_det: int = 300
+    max_det: int | dict[str, int] = 300
     subject: str = ""
     paper_rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
     paper_source: str = ""
@@ -361,7 +364,7 @@ class DetectionReport:
         if all(m in sc.intervals for sc in self.groups.values()) and self.options.bootstrap:
             intervals = {s: {g: (_value(self.groups[g].intervals[m][s][0][-1]), _value(self.groups[g].intervals[m][s][1][-1]))
                              for g in names} for s in self.sources}
-        spec = self.grouping.spec if self.grouping else "group"
+        spec = Path(self.grouping.spec).name if self.grouping else "group"
         return ResultTable(columns=[f"{g} ({self.groups[g].images})" for g in names],
                            rows={s: {f"{g} ({self.groups[g].images})": v for g, v in r.items()} for s, r in rows.items()},
                            title=f"m{SHORT[m]} (%) by {spec} (images per group in parentheses)", row_header="Source",
@@ -406,7 +409,7 @@ class DetectionReport:
         """table.json: the AP@0.5 table's keys (classes, rows, not_covered, no_ground_truth,
         paper_rows, paper_source, ap, notes), then metric, ci, baseline, delta_vs_baseline, ap50_95,
         ap_small, ap_medium, ap_large (and ci_ap50_95, delta_vs_baseline_ap50_95 with that metric),
-        bootstrap, images, max_det."""
+        bootstrap, images, max_det, subject (and group_by with groups)."""
         out = self.metric_table("ap50").to_dict()
         out["metric"] = self.options.metric
         extra = self._set_dict(self.scores)
@@ -416,6 +419,7 @@ class DetectionReport:
         out["bootstrap"] = self._bootstrap_dict()
         out["images"] = self.scores.images
         out["max_det"] = self.max_det
+        out["subject"] = self.subject
         if self.grouping is not None:
             out["group_by"] = self.grouping.spec
         return out
@@ -504,6 +508,11 @@ class DetectionReport:
                         writer.writerow([m, self.scores.baseline, s, c, *(f"{v:.4f}" if not math.isnan(v) else "" for v in (d.delta, d.low, d.high)),
                                          f"{d.p:.6f}" if not math.isnan(d.p) else ""])
         return buf.getvalue()
+
+
+def _one_or_each(values: dict[str, int]) -> int | dict[str, int]:
+    """The common value when every source has the same, else the mapping."""
+    return next(iter(values.values())) if len(set(values.values())) == 1 else values
 
 
 def _write_stacked(tables: list[DetectionTable], out: Path, stem: str, key: str, names: list[str]) -> list[Path]:
