@@ -114,6 +114,13 @@ def _class_ap(m: ClassMatches, t: int, a: int, wt: np.ndarray, col_of: np.ndarra
     is_tp = is_tp[counted]
     if not is_tp.any():
         return result
+    if wt.shape[1] == 1:  # one weight vector: cumulative sums over the ranking, no counting matrix
+        w = wt[col[counted], 0].astype(np.float64)
+        tp = np.cumsum(np.where(is_tp, w, 0.0))[is_tp]
+        fp = np.cumsum(np.where(is_tp, 0.0, w))[is_tp]
+        if n_pos[0] > 0:
+            result[0] = 100.0 * _interpolated_ap(tp[:, None], fp[:, None], n_pos[:1])[0]
+        return result
     last = np.flatnonzero(is_tp)[-1]  # false positives after the last true positive change nothing
     counted, is_tp = counted[: last + 1], is_tp[: last + 1]
     # runs: maximal sequences of true positives without a false positive between them. Within a run

@@ -4,7 +4,7 @@ font, so nothing is looked up or downloaded.
 
 Sources keep one colour in every plot: the Okabe-Ito palette (Okabe & Ito, "Color Universal
 Design", 2008), distinguishable with the common colour-vision deficiencies; beyond eight sources
-the colours repeat with hatching.
+the colours repeat with hatching (bars) or another marker shape (points).
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ import numpy as np
 # Okabe-Ito, yellow last (weakest on white)
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 HATCHES = ("", "////", "....", "xxxx")
+MARKERS = ("o", "s", "^", "D")
 COLUMN_WIDTH_IN = 3.5
 FONT_PT = 7
 DPI = 300
 
 
 def source_style(index: int) -> dict:
-    """Colour (and hatch beyond the palette) of the source at `index` of the table's rows."""
-    return {"color": PALETTE[index % len(PALETTE)], "hatch": HATCHES[(index // len(PALETTE)) % len(HATCHES)]}
+    """Colour, and hatch / marker (which change beyond the palette), of the source at `index` of the rows."""
+    cycle = index // len(PALETTE)
+    return {"color": PALETTE[index % len(PALETTE)], "hatch": HATCHES[cycle % len(HATCHES)], "marker": MARKERS[cycle % len(MARKERS)]}
 
 
 def plot_ap_per_class(table, path: str | os.PathLike) -> Path:
@@ -90,9 +92,10 @@ def plot_delta_forest(delta, sources: Sequence[str], path: str | os.PathLike, me
         xs, ys = np.array(xs), np.array(ys)
         ax.errorbar(xs, ys, xerr=[lows, highs], fmt="none", ecolor=style["color"], elinewidth=0.9, capsize=1.5, capthick=0.7)
         filled = np.array(filled, bool)
-        ax.scatter(xs[filled], ys[filled], s=14, color=style["color"], zorder=3, linewidths=0.7, edgecolors=style["color"])
-        ax.scatter(xs[~filled], ys[~filled], s=14, facecolors="white", edgecolors=style["color"], zorder=3, linewidths=0.9)
-        handles.append(ax.scatter([], [], s=14, color=style["color"]))
+        marker = style["marker"]
+        ax.scatter(xs[filled], ys[filled], s=14, color=style["color"], marker=marker, zorder=3, linewidths=0.7, edgecolors=style["color"])
+        ax.scatter(xs[~filled], ys[~filled], s=14, facecolors="white", edgecolors=style["color"], marker=marker, zorder=3, linewidths=0.9)
+        handles.append(ax.scatter([], [], s=14, color=style["color"], marker=marker))
     ax.axvline(0.0, color="0.2", linewidth=0.8, zorder=1)
     if "mAP" in y_of and len(columns) > 1:
         ax.axhline(y_of["mAP"] + 0.6, color="0.6", linewidth=0.6, linestyle=":")
@@ -103,7 +106,7 @@ def plot_delta_forest(delta, sources: Sequence[str], path: str | os.PathLike, me
     ax.set_ylim(min(y_of.values()) - 0.6, max(y_of.values()) + 0.6)
     ax.set_xlabel(f"\u0394 {metric} vs {delta.baseline} (AP points)")
     ax.grid(axis="x", alpha=0.3, linewidth=0.5)
-    _legend(fig, handles, rows, "", interval=False, note="filled: interval excludes 0")
+    _legend(fig, handles, rows, "", interval=False, note="lines: 95 % paired bootstrap interval; filled: it excludes 0")
     return _save(fig, path)
 
 
