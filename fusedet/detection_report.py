@@ -27,6 +27,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -78,7 +79,7 @@ class ReportOptions:
     def __post_init__(self) -> None:
         if self.metric not in MAIN_METRICS:
             raise InputError(f"metric {self.metric!r}: use ap50 or ap50_95")
-        if not isinstance(self.bootstrap, int) or self.bootstrap < 0:
+        if not isinstance(self.bootstrap, numbers.Integral) or isinstance(self.bootstrap, bool) or self.bootstrap < 0:
             raise InputError(f"bootstrap {self.bootstrap!r}: a number of resamples >= 0 (0: no intervals)")
         if self.ci_style not in CI_STYLES:
             raise InputError(f"ci style {self.ci_style!r}: use pm or interval")

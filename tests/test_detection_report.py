@@ -200,7 +200,8 @@ def test_bad_inputs(evaluation):
         build_report(gt, dets, not_covered={"ir": ["Lamp", "Tram"]})
     with pytest.raises(InputError, match="no detections"):
         build_report(gt, {})
-    for bad in ({"metric": "ap75"}, {"bootstrap": -1}, {"ci_style": "sd"}, {"level": 1.0}, {"baseline": " "}):
+    assert ReportOptions(bootstrap=np.int64(5)).bootstrap == 5
+    for bad in ({"metric": "ap75"}, {"bootstrap": -1}, {"bootstrap": 2.5}, {"ci_style": "sd"}, {"level": 1.0}, {"baseline": " "}):
         with pytest.raises(InputError):
             ReportOptions(**bad)
 
