@@ -4,14 +4,17 @@ One `Evaluation` object owns a run: the dataset split, the sources, the detector
 the output folder. Its stages, in order:
 
 1. ``check()``: the split is not empty, every source can serve every pair (a folder source has every
-   stem, a fuser's weights load), every detector covers some dataset class. Before any long work.
-2. ``ground_truth()``: the split's boxes as COCO json (``ground_truth.json``).
+   stem, a fuser's weights load), every detector covers some dataset class, the grouping (``--group-by``)
+   reads. Before any long work.
+2. ``ground_truth()``: the split's boxes as COCO json (``ground_truth.json``; ignore regions as crowd).
 3. ``detections(source)``: per source, its images (fused and cached as needed) through the detector,
    as COCO results (``detections/SOURCE.json``); a source finished by an earlier run with the same
    inputs, detector and settings is reused (the resume key in ``.resume/SOURCE.json``).
-4. ``average_precision(...)``: per-class AP@0.5 and mAP of every source (pycocotools).
-5. ``write_report(table)``: ``table.{csv,md,tex,json}``, ``ap_per_class.png`` and ``run.json``
-   (settings, versions, dataset, detectors, sources with their provenance, timings).
+4. ``report(...)``: the AP engine (fusedet.detection_report: matching once per image, equal to
+   pycocotools) gives per-class AP@0.5 and the COCO AP family of every source, with paired bootstrap
+   intervals, differences to the baseline row and per-group tables as ``ReportSettings`` asks.
+5. ``write_report(report)``: the tables, plots and ``run.json`` (settings, versions, dataset,
+   detectors, sources with their provenance, value ranges, timings).
 
 ``run()`` does them all. Progress goes to a fusedet.events.Events object; timings and provenance are
 kept on the engine (``timings``, ``provenance``), not passed around.
@@ -23,11 +26,9 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,15 +37,14 @@ import numpy as np
 from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
-from fusedet.detection_table import DetectionTable
-from fusedet.errors import FusedetError, InputError
-from fusedet.eval.detection_ap import average_precision, coco_detections, coco_ground_truth, mean_ap
+from fusedet.detection_report import DetectionReport, ReportContext, build_report
+from fusedet.errors import InputError
+from fusedet.eval.detection_ap import coco_detections, coco_ground_truth
+from fusedet.eval.groups import load_groups
 from fusedet.events import Events, as_events
 from fusedet.paper_results import PAPER_SOURCE, paper_rows
 from fusedet.settings import ReportSettings, RunSettings
 from fusedet.sources import FusedSource, Source
-
-PARALLEL_AP_MIN_BOXES = 200_000  # below this, starting worker processes costs more than it saves
 
 
 class DetectorLike(Protocol):
@@ -86,7 +86,7 @@ class Evaluation:
     ) -> None:
         self.dataset, self.sources, self.out = dataset, list(sources), Path(out)
         self.settings = run or RunSettings()
-        self.report = report or ReportSettings()
+        self.report_settings = report or ReportSettings()
         self.events = as_events(events)
         self.detectors = {s.name: (detector[s.name] if isinstance(detector, Mapping) else detector) for s in self.sources}
         self.records = dataset.split(self.settings.split)
@@ -107,6 +107,8 @@ class Evaluation:
         for source in self.sources:
             source.check(self.records)
         self.mappings = {name: det.class_mapping(self.classes) for name, det in self.detectors.items()}
+        group_by = self.report_settings.group_by
+        self.grouping = load_groups(group_by, [r.stem for r in self.records], dataset_root=self.dataset.root) if group_by else None
         self._checked = True
 
     def ground_truth(self) -> dict:
@@ -147,45 +149,35 @@ class Evaluation:
         self.events.finish(stage)
         return dets
 
-    def average_precision(self, ground_truth: dict, detections: Mapping[str, list[dict]]) -> dict[str, dict[str, float | None]]:
-        """Per-class AP@0.5 (%) and mAP of every source; classes the detector does not cover are None."""
+    def report(self, ground_truth: dict, detections: Mapping[str, list[dict]]) -> DetectionReport:
+        """Per-class AP of every source with intervals, differences and groups (fusedet.detection_report);
+        classes a source's detector does not cover are None."""
         start = time.perf_counter()
-        stage = "AP@0.5 (pycocotools)"
-        self.events.start(stage, total=len(detections))
-        per_source = self._pycocotools(ground_truth, detections, stage)
-        rows: dict[str, dict[str, float | None]] = {}
-        for name, ap in per_source.items():
-            for c in self.mappings[name].not_covered:
-                ap[c] = None
-            ap["mAP"] = mean_ap(ap, self.classes)
-            rows[name] = ap
-        self.events.finish(stage)
-        self.timings["ap"] = time.perf_counter() - start
-        return rows
-
-    def table(self, ground_truth: dict, rows: dict[str, dict[str, float | None]]) -> DetectionTable:
-        """The result table of `rows` (with the paper's rows when asked for)."""
-        with_gt = {a["category_id"] for a in ground_truth["annotations"]}
-        reference = paper_rows(self.classes) if self.report.paper else {}
-        return DetectionTable(
+        reference = paper_rows(self.classes) if self.report_settings.paper else {}
+        reasons = {c: why for m in self.mappings.values() for c, why in m.reasons.items()}
+        context = ReportContext(
             classes=self.classes,
-            rows=rows,
-            not_covered={name: list(m.not_covered) for name, m in self.mappings.items() if m.not_covered},
-            no_ground_truth=[c for i, c in enumerate(self.classes, start=1) if i not in with_gt],
-            reference_rows=reference,
-            reference_source=PAPER_SOURCE if reference else "",
-            title=f"AP@0.5 (%) on {self.dataset.name} {self.settings.split} ({len(self.records)} pairs)",
+            not_covered={name: list(m.not_covered) for name, m in self.mappings.items()},
+            max_det={name: d.max_det for name, d in self.detectors.items()},
+            subject=f"{self.dataset.name} {self.settings.split} ({len(self.records)} pairs)",
+            paper_rows=reference,
+            paper_source=PAPER_SOURCE if reference else "",
+            not_covered_reasons=reasons,
         )
+        report = build_report(ground_truth, detections, context=context, options=self.report_settings, groups=self.grouping,
+                              events=self.events)
+        self.timings["ap"] = time.perf_counter() - start
+        return report
 
-    def write_report(self, table: DetectionTable) -> None:
-        """The table files, the plot and run.json."""
+    def write_report(self, report: DetectionReport) -> None:
+        """The tables, plots and run.json."""
         start = time.perf_counter()
-        table.write(self.out)
+        report.write(self.out)
         self.timings["write tables"] = time.perf_counter() - start
-        write_json(self.out / "run.json", self.run_info(table), indent=2)
+        write_json(self.out / "run.json", self.run_info(report), indent=2)
 
-    def run(self) -> DetectionTable:
-        """All stages in order; returns the table (also written to the output folder)."""
+    def run(self) -> DetectionReport:
+        """All stages in order; returns the report (also written to the output folder)."""
         started = time.perf_counter()
         if not self._checked:
             self.check()
@@ -193,10 +185,10 @@ class Evaluation:
         detections = {source.name: self.detections(source) for source in self.sources}
         for line in self.ranges.warnings():
             self.events.note(f"warning: {line}")
-        table = self.table(gt, self.average_precision(gt, detections))
+        report = self.report(gt, detections)
         self.timings["evaluation total"] = time.perf_counter() - started
-        self.write_report(table)
-        return table
+        self.write_report(report)
+        return report
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -223,35 +215,7 @@ class Evaluation:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _pycocotools(self, ground_truth: dict, detections: Mapping[str, list[dict]], stage: str) -> dict[str, dict]:
-        """Per-class AP of every source. Large runs (M3FD: about 1.2 M boxes a source) on machines with
-        4+ cores evaluate the sources in parallel, one fresh ``python -m fusedet.eval.detection_ap``
-        process each (no fork of this process), on the json files already written."""
-        names = list(detections)
-        boxes = sum(len(d) for d in detections.values())
-        cores = os.cpu_count() or 1
-        result: dict[str, dict] = {}
-        if len(names) < 2 or cores < 4 or boxes < PARALLEL_AP_MIN_BOXES:
-            for name in names:
-                result[name] = average_precision(ground_truth, detections[name], max_det=self.detectors[name].max_det)
-                self.events.advance(stage, 1, name)
-            return result
-
-        def one(name: str) -> dict:
-            command = [sys.executable, "-m", "fusedet.eval.detection_ap", str(self.out / "ground_truth.json"),
-                       str(self.out / "detections" / f"{name}.json"), "--max-det", str(self.detectors[name].max_det)]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise FusedetError(f"AP of source {name!r} failed: {done.stderr.strip().splitlines()[-1:]}")
-            return json.loads(done.stdout)
-
-        with ThreadPoolExecutor(max_workers=min(len(names), cores)) as pool:
-            for name, ap in zip(names, pool.map(one, names)):
-                result[name] = ap
-                self.events.advance(stage, 1, name)
-        return result
-
-    def run_info(self, table: DetectionTable) -> dict:
+    def run_info(self, report: DetectionReport) -> dict:
         """run.json: settings, versions, dataset, detector(s), sources, timings and extra provenance."""
         import torch
         import ultralytics
@@ -278,7 +242,7 @@ class Evaluation:
                 "platform": platform.platform(),
             },
             "command": sys.argv,
-            "settings": {"run": self.settings.to_dict(), "report": self.report.to_dict()},
+            "settings": {"run": self.settings.to_dict(), "report": self.report_settings.to_dict()},
             "device": self.settings.device,
             "seed": self.settings.seed,
             "dataset": {
@@ -296,7 +260,8 @@ class Evaluation:
             "sources": [s.provenance() for s in self.sources],
             "fused_cache": str(self.settings.cache_dir.resolve()) if self.settings.cache_dir else None,
             "resumed_sources": self.resumed,
-            "paper_rows": sorted(table.reference_rows),
+            "paper_rows": sorted(report.paper_rows),
+            "report": {"baseline": report.baseline, "groups": list(report.groups)},
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **self.provenance,
@@ -304,4 +269,5 @@ class Evaluation:
 
 
 def _mapping_info(mapping) -> dict:
-    return {"coco_weights": mapping.coco, "covered": list(mapping.covered), "not_covered": list(mapping.not_covered)}
+    return {"coco_weights": mapping.coco, "covered": list(mapping.covered), "not_covered": list(mapping.not_covered),
+            "not_covered_reasons": dict(mapping.reasons)}

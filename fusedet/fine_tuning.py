@@ -23,7 +23,7 @@ from pathlib import Path
 from fusedet import runtime
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
-from fusedet.detection_table import DetectionTable
+from fusedet.detection_report import DetectionReport
 from fusedet.detector import Detector, resolve_weights
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
@@ -37,10 +37,10 @@ from fusedet.yolo_training import TrainedDetector, train_detector
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    """What `finetune` produced: the evaluation table, the trained detectors by model name
+    """What `finetune` produced: the evaluation report, the trained detectors by model name
     (``shared``, or each source's name), and the training summary recorded in run.json."""
 
-    table: DetectionTable
+    report: DetectionReport
     trained: dict[str, TrainedDetector]
     training: dict
 

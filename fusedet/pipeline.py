@@ -25,7 +25,7 @@ from fusedet import runtime
 from fusedet.datasets.color import rgb_to_gray
 from fusedet.datasets.io import read_image, read_ir, read_vis
 from fusedet.datasets.records import DetectionDataset
-from fusedet.detection_table import DetectionTable
+from fusedet.detection_report import DetectionReport
 from fusedet.detector import Detections, Detector
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
@@ -123,13 +123,15 @@ class FusionDetector:
         root: str | os.PathLike | None = None,
         report: ReportSettings | None = None,
         events: Events | None = None,
-    ) -> DetectionTable:
+    ) -> DetectionReport:
         """Per-class AP@0.5 of each source on `split` (default: the run settings', ``test``) of `dataset`
         (a DetectionDataset, e.g. from fusedet.datasets.load_dataset, or a registered name loaded from
         `root`). `sources` defaults to ir, vi and this detector's fuser. With `out` every output file
         is written there (see fusedet.evaluation) and a rerun resumes; without it the run happens in a
-        temporary folder. `events` receives progress (fusedet.events). Raises InputError for bad input,
-        before any long work."""
+        temporary folder. `report` (ReportSettings) sets the main metric, the bootstrap intervals, the
+        baseline row and groups. `events` receives progress (fusedet.events). Returns the report
+        (``.rows``: AP@0.5 per source and class; ``.table``: the main table, ``.to_markdown()``,
+        ``.table.plot(path)``). Raises InputError for bad input, before any long work."""
         import tempfile
 
         from fusedet.evaluation import Evaluation

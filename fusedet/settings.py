@@ -4,7 +4,8 @@ field); change one with ``dataclasses.replace``.
 
 - `DetectorSettings`: which detector and how it runs (weights, image size, thresholds, batch, fp16).
 - `RunSettings`: how a run is carried out (device, split, fusion batch, reader threads, cache, seed).
-- `ReportSettings`: what the report adds (the paper's published rows).
+- `ReportSettings`: how the detection report is made (main metric, bootstrap intervals, baseline,
+  cell style, groups, the paper's published rows).
 - `FinetuneSettings`: how detectors are fine-tuned (protocol, start weights, epochs, size, batch, seed,
   extra ultralytics arguments).
 - `FuserModelSettings`: which DMNet ``train-fuser`` trains and on which crops (preset, ablation,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -122,12 +124,46 @@ class RunSettings(_Settings):
         _check(problems, "run settings")
 
 
+MAIN_METRICS = ("ap50", "ap50_95")
+CI_STYLES = ("pm", "interval")
+BASELINE_DEFAULT = "best-single"
+
+
 @dataclass(frozen=True)
 class ReportSettings(_Settings):
-    """What the report adds to the measured rows. `paper`: the paper's published Table VII rows
+    """How the detection report is made (fusedet.detection_report).
+
+    `metric`: the main table's metric, ``ap50`` (AP@0.5, the paper's Table VII) or ``ap50_95``;
+    `bootstrap`: paired resamples of the test images (0: no intervals); `bootstrap_seed`: their own
+    seed; `baseline`: the row differences are taken to: ``ir``, ``vi``, a source name, or
+    ``best-single`` (the better of ir and vi on the main metric's mAP); `ci_style`: cells
+    ``45.0 ± 1.8`` (``pm``, half the interval's width) or ``45.0 [43.2, 46.9]`` (``interval``);
+    `level`: the intervals' coverage; `group_by`: per-group tables (``day-night``, ``scene`` or a
+    ``stem,group`` CSV; fusedet.eval.groups) or None; `paper`: the paper's published Table VII rows
     (M3FD classes), shown and labelled "(paper)", never ranked."""
 
+    metric: str = "ap50"
+    bootstrap: int = 1000
+    bootstrap_seed: int = 0
+    baseline: str = BASELINE_DEFAULT
+    ci_style: str = "pm"
+    level: float = 0.95
+    group_by: str | None = None
     paper: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.metric not in MAIN_METRICS:
+            problems.append(f"metric {self.metric!r}: use ap50 or ap50_95")
+        if not isinstance(self.bootstrap, numbers.Integral) or isinstance(self.bootstrap, bool) or self.bootstrap < 0:
+            problems.append(f"bootstrap {self.bootstrap!r}: a number of resamples >= 0 (0: no intervals)")
+        if self.ci_style not in CI_STYLES:
+            problems.append(f"ci style {self.ci_style!r}: use pm or interval")
+        if not 0 < self.level < 1:
+            problems.append(f"interval level {self.level}: must be between 0 and 1")
+        if not str(self.baseline).strip():
+            problems.append("baseline: give ir, vi, a source name or best-single")
+        _check(problems, "report settings")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from fusedet.cli import render
 from fusedet.cli.app import app
 from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, examples, make_progress
 from fusedet.cli.evaluate_cmd import DATASET_NAMES, DEFAULT_SOURCES, load_reported
+from fusedet.cli.report_options import BASELINE, BOOTSTRAP, BOOTSTRAP_SEED, CI_STYLE, GROUP_BY, METRIC, report_options
 
 
 @app.command(
@@ -59,6 +60,12 @@ def finetune(
     ),
     ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
     vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
+    metric: str = METRIC,
+    bootstrap: int = BOOTSTRAP,
+    bootstrap_seed: int = BOOTSTRAP_SEED,
+    baseline: str = BASELINE,
+    ci_style: str = CI_STYLE,
+    group_by: str | None = GROUP_BY,
 ) -> None:
     """Fine-tune YOLO on a source's train images (per source or shared), then measure per-class AP."""
     from fusedet.devices import resolve_device
@@ -75,10 +82,11 @@ def finetune(
     dev = resolve_device(run.device)
     run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
     parsed = parse_sources(sources or [DEFAULT_SOURCES], device=dev)
+    report_settings = report_options(metric, bootstrap, bootstrap_seed, baseline, ci_style, group_by)
     data = load_reported(dataset, root, seed, dataset_option, split, split_file)
     with make_progress() as progress:
-        result = run_finetune(data, parsed, out, train=train, run=run, events=RichEvents(progress))
-    console.print(render.detection_table(result.table))
+        result = run_finetune(data, parsed, out, train=train, run=run, report=report_settings, events=RichEvents(progress))
+    render.print_wide(console, render.report(result.report))
     for name, t in result.trained.items():
         console.print(f"{name}: {t.weights} ({t.seconds:.0f} s{', reused/resumed' if t.resumed else ''})")
     console.print(f"wrote the tables, detections and run.json to {out}")

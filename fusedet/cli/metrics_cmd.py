@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.measure import Measurement
 
 from fusedet.cli import render
 from fusedet.cli.app import app
@@ -106,14 +105,7 @@ def metrics(
         digits=4,
     )
     rendered = render.result_table(table)
-    # never truncate numbers ("6.23…"): print at the table's natural width, wider than the terminal if need be
-    natural = Measurement.get(console, console.options.update_width(1000), rendered).maximum
-    terminal = console.width
-    console.width = max(terminal, natural)
-    try:
-        console.print(rendered)
-    finally:
-        console.width = terminal
+    render.print_wide(console, rendered)
     for line in _notes(result):
         err_console.print(f"[yellow]note:[/] {line}")
     if out is not None:
