@@ -82,3 +82,24 @@ class RecordingEvents:
 def as_events(events: Events | None) -> Events:
     """`events`, or a NullEvents when None."""
     return NullEvents() if events is None else events
+
+
+class PrefixedEvents:
+    """Passes events on to `events` with every stage name prefixed (``"seed 1: ir: detect"``), so
+    one call that repeats its stages (several training seeds) keeps stage names unique. Notes pass
+    unchanged."""
+
+    def __init__(self, events: Events, prefix: str) -> None:
+        self.events, self.prefix = events, prefix
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self.events.start(self.prefix + stage, total)
+
+    def advance(self, stage: str, n: int = 1, status: str = "") -> None:
+        self.events.advance(self.prefix + stage, n, status)
+
+    def note(self, message: str) -> None:
+        self.events.note(message)
+
+    def finish(self, stage: str, status: str = "") -> None:
+        self.events.finish(self.prefix + stage, status)

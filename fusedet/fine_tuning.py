@@ -10,17 +10,25 @@ call under ``fusedet finetune``.
 4. Evaluate on the run's split exactly as ``fusedet evaluate`` does (fusedet.evaluation): each source
    with its own detector under ``per-source``, every source with the shared one under ``shared``;
    the training summary goes into run.json.
+
+With ``train.seeds`` N > 1, steps 3 and 4 run once per training seed (``train.training_seeds()``),
+each seed in its own folder ``OUT/seed_K`` (training in ``OUT/seed_K/train/NAME``, that seed's full
+report beside it; each resumes on its own); then ``OUT/table.*`` gives every cell's mean ± sample
+standard deviation across the seeds and ``OUT/run.json`` records every seed (fusedet.seed_report).
+The export of step 2 is shared by all seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusedet import runtime
+from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_report import DetectionReport
@@ -28,7 +36,8 @@ from fusedet.detector import Detector, resolve_weights
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.evaluation import Evaluation
-from fusedet.events import Events, as_events
+from fusedet.events import Events, PrefixedEvents, as_events
+from fusedet.seed_report import SeedSummary, merge_run_info, seed_folder, summarize_seeds
 from fusedet.settings import DetectorSettings, FinetuneSettings, ReportSettings, RunSettings
 from fusedet.sources import Source
 from fusedet.yolo_export import TRAIN_SPLITS, export_sources, write_data_yaml
@@ -38,11 +47,17 @@ from fusedet.yolo_training import TrainedDetector, train_detector
 @dataclass(frozen=True)
 class FinetuneResult:
     """What `finetune` produced: the evaluation report, the trained detectors by model name
-    (``shared``, or each source's name), and the training summary recorded in run.json."""
+    (``shared``, or each source's name), and the training summary recorded in run.json.
+
+    With several seeds: `report` is the first seed's, `reports` every seed's (seed -> report),
+    `seeds` their mean ± std summary (fusedet.seed_report.SeedSummary), and `trained` is keyed
+    ``seed_K/NAME``."""
 
     report: DetectionReport
     trained: dict[str, TrainedDetector]
     training: dict
+    reports: dict[int, DetectionReport] = field(default_factory=dict)
+    seeds: SeedSummary | None = None
 
 
 def train_protocol(
@@ -116,17 +131,34 @@ def finetune(
     export = export_sources(dataset, sources, run, train.batch, events, ranges)
     for line in ranges.warnings():
         events.note(f"warning: {line}")
-    trained = train_protocol(dataset, sources, export, out, train, run)
-    training = {
-        **train.to_dict(),
-        "start_weights": train.start_weights,
-        "train_options": dict(train.options),
-        "validated_on": "val" if dataset.split("val") else "train (no val pairs)",
-        "value_ranges": {"ir": run.ir_range, "vis": run.vis_range, **ranges.to_dict()},
-        "models": {name: t.info() for name, t in trained.items()},
-    }
     device = str(resolve_device(run.device))
-    evaluation = Evaluation(dataset, sources, detectors_for(trained, sources, train.protocol, detector, device), out,
-                            run=run, report=report, events=events)
-    evaluation.provenance["training"] = training
-    return FinetuneResult(evaluation.run(), trained, training)
+    seeds = train.training_seeds()
+    several = len(seeds) > 1
+    reports, trained, trainings = {}, {}, {}
+    for seed in seeds:  # each seed trains and evaluates in its own folder; one seed: OUT itself, as before
+        seed_train = dataclasses.replace(train, seed=seed)
+        seed_out = out / seed_folder(seed) if several else out
+        if several:
+            events.note(f"seed {seed} ({seeds.index(seed) + 1} of {len(seeds)}): training and report in {seed_out}")
+        models = train_protocol(dataset, sources, export, seed_out, seed_train, run)
+        training = {
+            **seed_train.to_dict(),
+            "start_weights": train.start_weights,
+            "train_options": dict(train.options),
+            "validated_on": "val" if dataset.split("val") else "train (no val pairs)",
+            "value_ranges": {"ir": run.ir_range, "vis": run.vis_range, **ranges.to_dict()},
+            "models": {name: t.info() for name, t in models.items()},
+        }
+        evaluation = Evaluation(dataset, sources, detectors_for(models, sources, train.protocol, detector, device), seed_out,
+                                run=run, report=report, events=PrefixedEvents(events, f"seed {seed}: ") if several else events)
+        evaluation.provenance["training"] = training
+        reports[seed], trainings[seed] = evaluation.run(), training
+        trained.update({f"{seed_folder(seed)}/{name}" if several else name: t for name, t in models.items()})
+    if not several:
+        return FinetuneResult(reports[seeds[0]], trained, trainings[seeds[0]])
+    folders = {k: seed_folder(k) for k in seeds}
+    summary = summarize_seeds(reports, folders)
+    summary.write(out)
+    info = merge_run_info({k: json.loads((out / folders[k] / "run.json").read_text()) for k in seeds}, folders, summary)
+    write_text_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
+    return FinetuneResult(reports[seeds[0]], trained, info["training"], reports, summary)

@@ -31,9 +31,10 @@ def source_style(index: int) -> dict:
     return {"color": PALETTE[index % len(PALETTE)], "hatch": HATCHES[cycle % len(HATCHES)], "marker": MARKERS[cycle % len(MARKERS)]}
 
 
-def plot_ap_per_class(table, path: str | os.PathLike) -> Path:
+def plot_ap_per_class(table, path: str | os.PathLike, interval_label: str = "error bars: 95 % bootstrap interval") -> Path:
     """Grouped bars of a DetectionTable: per class one bar per measured source, the mAP in a panel
-    of its own on the right; error bars from the table's intervals when it has them.
+    of its own on the right; error bars from the table's intervals when it has them (what they are:
+    `interval_label`, shown under the title).
 
     Undefined cells (no ground truth, class not covered) get no bar but an 'n/a' mark; published
     (paper) rows are not drawn. Written atomically as PNG."""
@@ -56,7 +57,7 @@ def plot_ap_per_class(table, path: str | os.PathLike) -> Path:
         tick.set_fontweight("bold")
     ax_cls.set_ylabel(_metric_axis_label(table.title))
     ax_cls.set_ylim(0, 105)
-    _legend(fig, handles, sources, table.title, interval=bool(table.intervals))
+    _legend(fig, handles, sources, table.title, interval=bool(table.intervals), interval_label=interval_label)
     return _save(fig, path)
 
 
@@ -183,13 +184,14 @@ def _grouped_bars(ax, columns, sources, rows, intervals):
     return handles
 
 
-def _legend(fig, handles, labels, title: str, *, interval: bool, note: str = "") -> None:
+def _legend(fig, handles, labels, title: str, *, interval: bool, note: str = "",
+            interval_label: str = "error bars: 95 % bootstrap interval") -> None:
     """Sources in a row above the axes, and a one-line title (what is plotted, what bars mean)."""
     for ax in fig.axes:
         ax.xaxis.label.set_size(FONT_PT)
         ax.yaxis.label.set_size(FONT_PT)
         ax.tick_params(labelsize=FONT_PT)
-    extra = [t for t in (title, "error bars: 95 % bootstrap interval" if interval else "", note) if t]
+    extra = [t for t in (title, interval_label if interval else "", note) if t]
     ncol = min(len(labels), 5) if labels else 1
     legend = fig.legend(handles, labels, loc="outside upper center", ncol=ncol, fontsize=FONT_PT, frameon=False, handlelength=1.2,
                         columnspacing=0.9, handletextpad=0.4, borderaxespad=0.1, title="\n".join(extra) or None,

@@ -7,7 +7,7 @@ field); change one with ``dataclasses.replace``.
 - `ReportSettings`: how the detection report is made (main metric, bootstrap intervals, baseline,
   cell style, groups, the paper's published rows).
 - `FinetuneSettings`: how detectors are fine-tuned (protocol, start weights, epochs, size, batch, seed,
-  extra ultralytics arguments).
+  extra ultralytics arguments, number of training seeds).
 - `FuserModelSettings`: which DMNet ``train-fuser`` trains and on which crops (preset, ablation,
   configuration overrides, crop size, crops per pair); how it is optimised is dmnet's own
   ``dmnet.train.TrainSettings``.
@@ -174,7 +174,10 @@ class FinetuneSettings(_Settings):
     detector on every source mixed). `start_weights`: a checkpoint, ``demo``, or a model yaml such as
     ``yolov8n.yaml`` to train from scratch. `epochs`, `imgsz` (pixels), `batch` (images per step),
     `seed`: as ultralytics' train(). `options`: more ultralytics train() arguments (checked against
-    ultralytics' own argument list before any work)."""
+    ultralytics' own argument list before any work). `seeds`: how many detectors to train per model,
+    with seeds `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (`training_seeds()`); with more than one,
+    the report gives each cell's mean and sample standard deviation across them
+    (fusedet.seed_report)."""
 
     protocol: str = "per-source"
     start_weights: str = DEFAULT_DETECTOR_WEIGHTS
@@ -183,6 +186,7 @@ class FinetuneSettings(_Settings):
     batch: int = 16
     seed: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start_weights", str(self.start_weights))
@@ -196,7 +200,13 @@ class FinetuneSettings(_Settings):
             problems.append(f"imgsz must be >= 32 (got {self.imgsz})")
         if int(self.batch) < 1:
             problems.append(f"batch must be >= 1 (got {self.batch})")
+        if not isinstance(self.seeds, numbers.Integral) or isinstance(self.seeds, bool) or self.seeds < 1:
+            problems.append(f"seeds must be a whole number >= 1 (got {self.seeds!r})")
         _check(problems, "fine-tuning settings")
+
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds of the detectors trained per model: `seed` .. `seed` + `seeds` - 1."""
+        return tuple(range(int(self.seed), int(self.seed) + int(self.seeds)))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Parse (settings objects, source specs), call (``fusedet.finetune``: export, train, evaluate), print.
 `--protocol per-source` (Table VII's protocol) trains one detector per source and evaluates each on
 its own source; `--protocol shared` trains one detector on all sources mixed and evaluates it on
-every source.
+every source. `--seeds N` does it N times with training seeds SEED..SEED+N-1 and prints each cell's
+mean ± sample standard deviation across them (each seed's report stays in OUT/seed_K).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def finetune(
     out: Path | None = typer.Option(None, "--out", help="Output folder \\[default: runs/finetune-DATASET-PROTOCOL].", show_default=False),
     workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", min=0, help="Data-loading workers and image-reading threads."),
     seed: int = typer.Option(0, "--seed", help="Training seed (and split seed for datasets without split files)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Detectors trained per model, with seeds SEED..SEED+N-1; "
+                              "N > 1 reports mean ± std (ddof=1) across them, each seed's report in OUT/seed_K."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on after training."),
     split_file: Path | None = typer.Option(
         None, "--split-file", help="A split list replacing the dataset's own: STEM SPLIT lines, or one stem per line.", show_default=False
@@ -75,7 +78,7 @@ def finetune(
     from fusedet.settings import FinetuneSettings, RunSettings
     from fusedet.sources import parse_sources
 
-    train = FinetuneSettings(protocol, weights, epochs, imgsz, batch, seed, parse_key_values(train_option, "--train-option"))
+    train = FinetuneSettings(protocol, weights, epochs, imgsz, batch, seed, parse_key_values(train_option, "--train-option"), seeds=seeds)
     out = out or Path("runs") / f"finetune-{dataset.lower()}-{protocol}"
     run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed,
                       ir_range=ir_range, vis_range=vis_range)
@@ -86,7 +89,10 @@ def finetune(
     data = load_reported(dataset, root, seed, dataset_option, split, split_file)
     with make_progress() as progress:
         result = run_finetune(data, parsed, out, train=train, run=run, report=report_settings, events=RichEvents(progress))
-    render.print_wide(console, render.report(result.report))
+    render.print_wide(console, render.seed_summary(result.seeds) if result.seeds else render.report(result.report))
     for name, t in result.trained.items():
         console.print(f"{name}: {t.weights} ({t.seconds:.0f} s{', reused/resumed' if t.resumed else ''})")
-    console.print(f"wrote the tables, detections and run.json to {out}")
+    if result.seeds:
+        console.print(f"wrote the mean ± std tables and run.json to {out}, each seed's own report to {out}/seed_K")
+    else:
+        console.print(f"wrote the tables, detections and run.json to {out}")

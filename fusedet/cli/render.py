@@ -39,6 +39,20 @@ def report(report) -> RenderableType:
     return Group(*parts) if len(parts) > 1 else parts[0]
 
 
+def seed_summary(summary) -> RenderableType:
+    """A fusedet.seed_report.SeedSummary: the main metric's mean ± std table, the differences to
+    the baseline (mean ± std), the notes, and with groups the mAP by group."""
+    table = summary.metric_table(summary.metric)
+    parts: list[RenderableType] = [result_table(table.result_table())]
+    delta = summary.delta_table()
+    if delta is not None:
+        parts.append(result_table(delta))
+    if summary.groups:
+        parts.append(result_table(summary.group_summary()))
+    parts += [Text(n, style="dim") for n in [*table.notes(), *summary.notes]]
+    return Group(*parts)
+
+
 def print_wide(console: Console, renderable: RenderableType) -> None:
     """Print a table at its natural width, wider than the terminal if need be: numbers and row names
     are never cut ("6.23…", "DMNet (p…")."""
