@@ -10,8 +10,9 @@ differences to a baseline.
 Synthetic data, seeded: per image about 12 ground-truth boxes of 6 classes (small to large), per
 source jittered copies of some of them (a source-dependent share found, some twice), the rest of
 the 300 detections clutter with lower scores, as a detector at confidence 0.001 returns them.
-Goal (5 s on 2 CPU cores, matching included) printed with the measured figure; run it on an
-otherwise idle machine (`uptime` is printed) with the BLAS threads the machine has.
+Goal (5 s on 2 CPU cores, matching included) printed with the measured figure, wall time and the
+CPU time of all threads; run it on an otherwise idle machine (the load average is printed): on a
+loaded one the wall time measures the other processes too, the CPU time much less so.
 """
 
 from __future__ import annotations
@@ -105,8 +106,10 @@ def main() -> None:
     print(f"intervals and differences: {t3 - t2:.2f} s ({c3 - c2:.2f} CPU-s)")
     mAP = {name: round(float(v[-1]), 2) for name, v in full.items()}
     print(f"full-set mAP {mAP}")
-    print(f"CPU time of all threads {c3 - c0:.2f} s; load average now {os.getloadavg()[0]:.2f}")
-    print(f"total {total:.2f} s (goal <= {GOAL_SECONDS:.0f} s on 2 cores): {'met' if total <= GOAL_SECONDS else 'NOT met'}")
+    cpu = c3 - c0
+    print(f"CPU time of all threads {cpu:.2f} s; load average now {os.getloadavg()[0]:.2f}")
+    verdict = {name: "met" if value <= GOAL_SECONDS else "NOT met" for name, value in (("wall", total), ("CPU", cpu))}
+    print(f"total {total:.2f} s wall, {cpu:.2f} s CPU (goal <= {GOAL_SECONDS:.0f} s on 2 cores): wall {verdict['wall']}, CPU {verdict['CPU']}")
 
 
 if __name__ == "__main__":

@@ -85,8 +85,11 @@ def average_precision(records: MatchRecords, metric: str = "ap50", weights: np.n
         if records.per_class else True
     wt = np.ascontiguousarray(w_act.T.astype(np.float32 if exact32 else np.float64))  # (I_active, B)
     out = np.empty((w.shape[0], gt.n_classes))
+    # non-ignored ground-truth boxes per weight row and class; numpy's own loop (einsum), not BLAS:
+    # a BLAS call here wakes its thread pool, whose idle threads then spin on the CPU for a while
+    n_pos_all = np.einsum("bi,ik->bk", w_act, gt.n_regular[area, active, :].astype(np.float64))
     for k, matches in enumerate(records.per_class):
-        n_pos = w_act @ gt.n_regular[area, active, k].astype(np.float64)
+        n_pos = n_pos_all[:, k]
         per_t = [_class_ap(matches, t, area, wt, col_of, n_pos) for t in thresholds]
         out[:, k] = np.mean(per_t, axis=0) if len(per_t) > 1 else per_t[0]
     return out

@@ -223,9 +223,13 @@ def match_detections(gt: GroundTruthIndex, detections: Sequence[Mapping] | Mappi
 
 
 def _stable_order(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
-    """Indices sorting by `major`, then `minor`, then position (two stable sorts)."""
+    """Indices sorting by `major` (non-negative integers), then `minor`, then position (two stable
+    sorts; `major` below 2**16 is sorted as uint16, which numpy sorts stably by radix sort)."""
     order = np.argsort(minor, kind="stable")
-    return order[np.argsort(major[order], kind="stable")]
+    major = major[order]
+    if len(major) and major.max() < 2**16:
+        major = major.astype(np.uint16)
+    return order[np.argsort(major, kind="stable")]
 
 
 def box_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -302,6 +306,7 @@ def _greedy_match(gt: GroundTruthIndex, cell: np.ndarray, box: np.ndarray) -> np
         return status
     big = int(p_rank.max()) + 1
     crowd = gt.crowd
+    n_cells = len(gt.starts) - 1
     for a, (_, lo, hi) in enumerate(AREA_RANGES):
         regular_gt = ~crowd & ~((gt.areas < lo) | (gt.areas > hi))
         p_regular = regular_gt[p_gt]
@@ -320,20 +325,17 @@ def _greedy_match(gt: GroundTruthIndex, cell: np.ndarray, box: np.ndarray) -> np
                 pick = np.flatnonzero(key == best[seg_of_pair])  # one pair per detection (keys are unique per detection)
                 pd, pg, preg = d[pick], g[pick], reg[pick]
                 # first claim of each non-crowd box wins; a later claim in the same round blocks its cell
-                contested = ~crowd[pg]
-                first_claim = np.zeros(len(pd), bool)
-                _, first_idx = np.unique(pg[contested], return_index=True)
-                first_claim[np.flatnonzero(contested)[first_idx]] = True
-                blocked = contested & ~first_claim
+                # (scatter-min over box and cell indices: no sort)
+                claims = np.flatnonzero(~crowd[pg])
+                first_claim = np.full(len(crowd), len(pd))
+                np.minimum.at(first_claim, pg[claims], claims)
+                blocked = claims[first_claim[pg[claims]] != claims]
                 final = np.ones(len(pd), bool)
-                if blocked.any():
+                if len(blocked):
                     pc = cell[pd]
-                    bc, bfirst = np.unique(pc[blocked], return_index=True)
-                    block_at = np.full(len(pd), np.iinfo(np.int64).max)
-                    where = np.searchsorted(bc, pc)
-                    hit = (where < len(bc)) & (bc[np.minimum(where, len(bc) - 1)] == pc)
-                    block_at[hit] = pd[np.flatnonzero(blocked)[bfirst]][where[hit]]
-                    final = pd < block_at
+                    block_at = np.full(n_cells, np.iinfo(np.int64).max)
+                    np.minimum.at(block_at, pc[blocked], pd[blocked])  # the first blocked detection of each cell
+                    final = pd < block_at[pc]
                 fd, fg = pd[final], pg[final]
                 out[fd] = np.where(preg[final], 1, -1)
                 taken[fg[~crowd[fg]]] = True
