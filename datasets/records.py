@@ -134,9 +134,30 @@ class DetectionDataset:
         ``all: 271 pairs (every pair of every split)``."""
         chosen = self.split(name)
         if name in (None, "all"):
-            return f"all: {len(chosen)} pairs (every pair of every split)"
+            left_out = self.split_info.left_out if self.split_info is not None else 0
+            extra = f"; {left_out} pair(s) in no split left out" if left_out else ""
+            return f"all: {len(chosen)} pairs (every pair of every split{extra})"
         source = self.split_source or "the reader"
         return f"{name}: {len(chosen)} of {len(self.records)} pairs, from {source}"
+
+    def split_record(self, name: str | None) -> dict[str, Any]:
+        """Exactly which pairs split `name` holds, for run.json: ``name``, ``pairs``, ``description``
+        (`describe_split`), ``method`` ("all pairs" for all/None; else how the dataset's splits were
+        made: "split file", "split lists", "split table", "folders", "seeded", ...), and the
+        ``files``, ``seed`` and ``ratios`` of that method (empty / None when it has none: ``all``
+        depends on no split, so it records no file and no seed)."""
+        chosen = self.split(name)
+        out: dict[str, Any] = {"name": "all" if name is None else name, "pairs": len(chosen), "description": self.describe_split(name)}
+        info = self.split_info
+        if name in (None, "all"):
+            return {**out, "method": "all pairs", "files": [], "seed": None, "ratios": None}
+        return {
+            **out,
+            "method": info.method if info is not None else (self.split_source or "the reader"),
+            "files": list(info.files) if info is not None else [],
+            "seed": info.seed if info is not None else None,
+            "ratios": list(info.ratios) if info is not None and info.ratios else None,
+        }
 
     def provenance(self) -> dict[str, Any]:
         """What run.json records about the data: name, root, layout, options, split method and counts."""

@@ -246,11 +246,12 @@ class Evaluation:
             "device": self.settings.device,
             "seed": self.settings.seed,
             "dataset": {
-                **self.dataset.provenance(),
+                **{k: v for k, v in self.dataset.provenance().items() if k not in ("split", "pairs")},
                 "split": self.settings.split,
-                "split_used": self.dataset.describe_split(self.settings.split),
-                "split_source": self.dataset.split_source,
+                "split_used": self.dataset.split_record(self.settings.split),  # exactly the evaluated pairs' split
+                "splits": self.dataset.provenance()["split"],  # how the dataset's pairs were split (train/val/test)
                 "pairs": len(self.records),
+                "pairs_in_dataset": len(self.dataset.records),
                 "instances": self.dataset.instance_counts(self.settings.split),
                 "warnings": self.dataset.warnings.to_dict(),
             },

@@ -126,6 +126,8 @@ def finetune(
         raise InputError(f"split {run.split!r} of dataset {dataset.name!r} has no pairs to evaluate the fine-tuned detectors on")
     if not dataset.split("val"):
         events.note("no val pairs: best.pt is picked on the train pairs")
+    if run.split in ("all", "train"):
+        events.note(f"warning: split {run.split!r} holds the {len(dataset.split('train'))} training pairs: its AP is not measured on held-out pairs")
 
     ranges = RangeLog()
     export = export_sources(dataset, sources, run, train.batch, events, ranges)

@@ -73,7 +73,7 @@ def test_evaluate_demo_end_to_end_resume_and_paper_rows(tmp_path, cache, coco_ck
     run = json.loads((out / "run.json").read_text())
     assert {"versions", "dataset", "detector", "sources", "timings_s", "class_mapping"} <= set(run)
     assert run["versions"]["ultralytics"] and run["versions"]["torch"]
-    assert run["detector"]["weights_sha256"] and run["dataset"]["split_source"]
+    assert run["detector"]["weights_sha256"] and run["dataset"]["split_used"]["method"] == "split lists"
     assert run["dataset"]["warnings"]["unknown_classes"] == {}
     assert run["class_mapping"]["not_covered"] == ["Lamp"]
     md = (out / "table.md").read_text()

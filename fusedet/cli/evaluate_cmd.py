@@ -24,20 +24,26 @@ DEMO_SOURCES = "ir,vi,dmnet,mean,max"
 DEFAULT_SOURCES = "ir,vi,dmnet"
 
 
-def report_dataset(dataset, split: str) -> None:
-    """The data and its split in one line each (the split said exactly once), then every reader
-    warning (counted, never silent; odd class names shown with repr)."""
+def report_dataset(dataset, split: str, training: bool = False) -> None:
+    """The data and its split in one line each (the split said exactly once: a file, a seeded
+    fraction with its seed, or all pairs), then every reader warning (counted, never silent; odd
+    class names shown with repr). `training`: the train split is used too; its line is added when
+    the evaluated split's line does not already say where the train split comes from (``all``)."""
     counts = dataset.instance_counts(split)
     layout = f" ({dataset.layout} layout)" if getattr(dataset, "layout", "") else ""
     err_console.print(f"[bold]{escape(dataset.name)}[/] {escape(str(dataset.root))}{escape(layout)}; boxes in {split}: "
                       + ", ".join(f"{escape(c)} {n}" for c, n in counts.items()))
     err_console.print(f"[bold]split[/] {escape(dataset.describe_split(split))}")
+    if training and split == "all":
+        err_console.print(f"[bold]training split[/] {escape(dataset.describe_split('train'))}")
     for message in dataset.warnings.messages():
         err_console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def load_reported(name: str, root: Path | None, seed: int, options: list[str] | None, split: str, split_file: Path | None = None):
-    """Load a dataset as the CLI does (a bar while the demo data is generated), then report it."""
+def load_reported(name: str, root: Path | None, seed: int, options: list[str] | None, split: str, split_file: Path | None = None,
+                  training: bool = False):
+    """Load a dataset as the CLI does (a bar while the demo data is generated), then report it
+    (`report_dataset`; `training`: for fine-tuning)."""
     from fusedet.datasets.registry import load_dataset
     from fusedet.options import parse_key_values
 
@@ -45,7 +51,7 @@ def load_reported(name: str, root: Path | None, seed: int, options: list[str] | 
     err_console.print(f"[bold]loading[/] {escape(name)} ...")
     with make_progress(transient=True) as progress:
         data = load_dataset(name, root, seed=seed, split_file=split_file, events=RichEvents(progress), **parsed)
-    report_dataset(data, split)
+    report_dataset(data, split, training)
     return data
 
 

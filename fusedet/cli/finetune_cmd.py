@@ -86,7 +86,7 @@ def finetune(
     run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
     parsed = parse_sources(sources or [DEFAULT_SOURCES], device=dev)
     report_settings = report_options(metric, bootstrap, bootstrap_seed, baseline, ci_style, group_by)
-    data = load_reported(dataset, root, seed, dataset_option, split, split_file)
+    data = load_reported(dataset, root, seed, dataset_option, split, split_file, training=True)
     with make_progress() as progress:
         result = run_finetune(data, parsed, out, train=train, run=run, report=report_settings, events=RichEvents(progress))
     render.print_wide(console, render.seed_summary(result.seeds) if result.seeds else render.report(result.report))
