@@ -2,6 +2,7 @@
 
     python bench/report_overhead.py                  # 3 pairs of runs, warm fused-image cache
     python bench/report_overhead.py --repeats 5 --cold
+    python bench/report_overhead.py --cache-dir /tmp/democache   # keep the warm cache between calls
 
 Runs the CLI (``python cli.py evaluate --dataset demo``, its default sources ir, vi, dmnet, mean,
 max on the 100 test pairs) as a separate process, alternately
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (A then B, alternating which goes first)")
     parser.add_argument("--cold", action="store_true", help="a new empty fused-image cache for every run")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="the shared fused-image cache (default: a new one, warmed first)")
     args = parser.parse_args()
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
@@ -64,7 +66,7 @@ def main() -> None:
     ratios, cpu_ratios = [], []
     with tempfile.TemporaryDirectory(prefix="fusedet-overhead-") as tmp:
         tmp = Path(tmp)
-        shared = tmp / "cache"
+        shared = args.cache_dir or tmp / "cache"
         if not args.cold:
             run_once(tmp / "warm-up", shared, VARIANTS["A"], args.device)
         for i in range(args.repeats):

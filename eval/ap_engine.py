@@ -25,6 +25,7 @@ small / medium / large ranges. Values are in percent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -88,6 +89,10 @@ def average_precision(records: MatchRecords, metric: str = "ap50", weights: np.n
     # non-ignored ground-truth boxes per weight row and class; numpy's own loop (einsum), not BLAS:
     # a BLAS call here wakes its thread pool, whose idle threads then spin on the CPU for a while
     n_pos_all = np.einsum("bi,ik->bk", w_act, gt.n_regular[area, active, :].astype(np.float64))
+    if w.shape[0] == 1:  # one weight vector (the full set, a group): every IoU threshold at once
+        for k, matches in enumerate(records.per_class):
+            out[0, k] = _class_ap_one(matches, thresholds, area, w[0], float(n_pos_all[0, k]))
+        return out
     for k, matches in enumerate(records.per_class):
         n_pos = n_pos_all[:, k]
         per_t = [_class_ap(matches, t, area, wt, col_of, n_pos) for t in thresholds]
@@ -104,6 +109,45 @@ def mean_over_classes(ap: np.ndarray, include: np.ndarray | None = None) -> np.n
     total = np.where(defined, values, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _class_ap_one(m: ClassMatches, thresholds: Sequence[int], a: int, weights: np.ndarray, n_pos: float) -> float:
+    """AP (percent) of one class for one weight vector `weights` (I,), averaged over the IoU
+    threshold indices `thresholds`, area index a; NaN when `n_pos` (its non-ignored ground-truth
+    boxes) is 0 (see `_ap_rows`)."""
+    if n_pos <= 0:
+        return math.nan
+    t = list(thresholds)
+    w = weights[m.image]
+    live = np.flatnonzero(w > 0)  # detections of images outside the weighted set change no count: drop them
+    if len(live) < len(w):
+        return float(np.mean(_ap_rows(m.tp[:, a, live][t], m.fp[:, a, live][t], w[live], np.full(len(t), n_pos))))
+    return float(np.mean(_ap_rows(m.tp[t, a], m.fp[t, a], w, np.full(len(t), n_pos))))
+
+
+def _ap_rows(tp: np.ndarray, fp: np.ndarray, w: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
+    """AP (percent) of each row of ranked true / false positive flags (R, n) bool, the detections
+    weighing `w` (n,) (their images' weights), against `n_pos` (R,) non-ignored ground-truth boxes
+    (> 0; rows with 0 come out meaningless, callers leave them out).
+
+    Every detection keeps its rank; one that does not count in a row (neither true nor false
+    positive there: matched to an ignored box, or unmatched outside the area range) or whose image
+    weighs 0 adds 0 to the cumulative counts, and its precision is set to 0, so only true-positive
+    ranks set the envelope and a recall point is reached at the first rank that reaches it: the
+    numbers of ``_class_ap``, for all rows in one (R, n) array."""
+    ctp = np.cumsum(np.where(tp, w, 0.0), axis=1)
+    cfp = np.cumsum(np.where(fp, w, 0.0), axis=1)
+    counted = tp & (w > 0)
+    precision = np.where(counted, ctp / (cfp + ctp + np.spacing(1)), 0.0)
+    envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    # recall changes at counted true positives only: the recall points each one reaches first
+    rows, cols = np.nonzero(counted)  # row by row, in rank order
+    safe = np.where(n_pos > 0, n_pos, 1.0)
+    reached = _points_reached(ctp[rows, cols] / safe[rows])
+    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
+    points = np.where(first, reached, reached - np.r_[0, reached[:-1]])
+    # a row without a counted true positive has AP 0 (precision 0 up to recall 0)
+    return 100.0 * (np.bincount(rows, weights=envelope[rows, cols] * points, minlength=len(n_pos)) / len(RECALL_THRESHOLDS))
 
 
 def _class_ap(m: ClassMatches, t: int, a: int, wt: np.ndarray, col_of: np.ndarray, n_pos: np.ndarray) -> np.ndarray:
