@@ -14,9 +14,10 @@ each into a fresh output folder (no detections to reuse: a fresh evaluate), both
 state: by default one shared fused-image cache warmed by a first run that is not timed (so the
 fusion of the dmnet source is not in either time and the ratio is the strictest), with ``--cold``
 a new empty cache for every run. Prints per pair of runs the wall time of each process (start to
-exit, Python start-up included), their CPU time, the AP stage's own time from run.json, and the
-ratio B / A; then the median ratio against the goal (at most 1.10). Side by side, so the machine's
-load touches both alike; the load average is printed.
+exit, Python start-up included), their CPU time, the AP and table stages' own times from run.json,
+and the ratio B / A; then what B's AP and table stages add, as a share of A's wall time, and the
+median ratio against the goal (at most 1.10). Side by side, so the machine's load touches both
+alike; the load average is printed.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main() -> None:
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; cache {'cold' if args.cold else 'warm'}")
-    ratios, cpu_ratios = [], []
+    ratios, cpu_ratios, stage_shares = [], [], []
     with tempfile.TemporaryDirectory(prefix="fusedet-overhead-") as tmp:
         tmp = Path(tmp)
         shared = args.cache_dir or tmp / "cache"
@@ -78,12 +79,16 @@ def main() -> None:
             ratio, cpu_ratio = got["B"]["wall"] / got["A"]["wall"], got["B"]["cpu"] / got["A"]["cpu"]
             ratios.append(ratio)
             cpu_ratios.append(cpu_ratio)
+            added = (got["B"]["ap"] + got["B"]["write"]) - (got["A"]["ap"] + got["A"]["write"])
+            stage_shares.append(added / got["A"]["wall"])
             print(f"pair {i + 1} ({' then '.join(order)}): "
                   + "; ".join(f"{n} {g['wall']:.1f} s wall, {g['cpu']:.1f} s CPU, AP stage {g['ap']:.2f} s, tables {g['write']:.2f} s"
                               for n, g in sorted(got.items()))
                   + f"; ratio B/A wall {ratio:.3f}, CPU {cpu_ratio:.3f}")
     median, cpu_median = statistics.median(ratios), statistics.median(cpu_ratios)
     print(f"A: {' '.join(VARIANTS['A'])}; B: {' '.join(VARIANTS['B'])}; load average now {os.getloadavg()[0]:.2f}")
+    print(f"the AP and table stages of B take {100 * statistics.median(stage_shares):.1f} % of A's wall time more than A's "
+          "(median; run.json timings: less noisy than whole processes on a shared machine)")
     print(f"median ratio B/A: wall {median:.3f}, CPU {cpu_median:.3f} (goal <= {GOAL_RATIO:.2f}): "
           f"{'met' if median <= GOAL_RATIO else 'NOT met'}")
 
