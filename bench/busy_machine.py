@@ -23,7 +23,8 @@ Printed: wall seconds of each run (median over repeats) and busy / quiet per var
 figures: other work on the machine adds to both columns.
 
 fuse: --pairs pairs of ../shared/data/msrs (or --ir / --vis folders). evaluate: ``fusedet evaluate
---dataset demo`` (its data generated once before the timings), sources ir, vi, dmnet.
+--dataset demo`` (its data generated once before the timings; --demo-pairs for a smaller demo), sources
+ir, vi, dmnet.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def command(kind: str, work: Path, args) -> list[str]:
     if kind == "fuse":
         return [fusedet, "fuse", "--ir", str(args.ir_sub), "--vis", str(args.vis_sub), "--out", str(work / "fused"),
                 "--device", "cpu"]
-    return [fusedet, "evaluate", "--dataset", "demo", "--root", str(args.demo_root), "--device", "cpu",
+    demo = ["--dataset-option", f"n_pairs={args.demo_pairs}"] if args.demo_pairs else []
+    return [fusedet, "evaluate", "--dataset", "demo", "--root", str(args.demo_root), *demo, "--device", "cpu",
             "--sources", "ir,vi,dmnet", "--out", str(work / "run"), "--cache-dir", str(work / "cache")]
 
 
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--competitors", type=int, default=2, help="busy processes beside the command (default 2)")
     parser.add_argument("--repeats", type=int, default=2, help="quiet + busy runs per variant (default 2)")
     parser.add_argument("--pairs", type=int, default=10, help="fuse: pairs (default 10)")
+    parser.add_argument("--demo-pairs", type=int, default=None,
+                        help="evaluate: demo pairs in all (default: the demo's 500, of which 100 test pairs are evaluated)")
     parser.add_argument("--ir", default=None, help="fuse: IR folder (default ../shared/data/msrs/ir)")
     parser.add_argument("--vis", default=None, help="fuse: visible folder (default ../shared/data/msrs/vi)")
     args = parser.parse_args(argv)
