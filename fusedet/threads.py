@@ -8,10 +8,11 @@ busy one it is a collapse: the thread that is late is waiting for a core, and th
 the core it needs; a DMNet pass runs a few thousand operators, each ending on such a barrier.
 With passive waiting (``OMP_WAIT_POLICY=PASSIVE``) the early thread sleeps at once and gives its
 core back, so the team loses only what the other processes take. Measured with
-``bench/busy_machine.py`` (the README's performance section has the figures): passive waiting
-with every core beats both the default and fewer threads, quiet and busy; one thread per free core
-loses to it (a single thread gets a smaller share of a crowded machine than two that sleep when
-they wait).
+``bench/busy_machine.py`` on a shared 2-core machine: passive waiting with every core was faster
+than libgomp's default, than a shorter spin and than one thread, both with and without two
+competing processes. One thread per free core is what "fewer threads" gives on a busy machine, and
+it lost: a single thread gets a smaller share of a crowded machine than two that sleep when they
+wait.
 
 libgomp reads its settings once, when it is loaded (on ``import torch``), so they must be in the
 environment before that:
