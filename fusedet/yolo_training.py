@@ -360,6 +360,8 @@ def train_detector(
         except Exception as exc:  # ultralytics raises plain exceptions for bad data, weights or options
             with open(log, "a", encoding="utf-8") as handle:
                 handle.write(traceback.format_exc())
+            if not _has_weights(run_dir):  # a failed start: nothing there for the request to protect
+                (run_dir / "request.json").unlink(missing_ok=True)
             raise TrainingError(f"training {plan.name} failed: {first_line(exc)}", log=log) from exc
     events.finish(progress.stage)
     seconds = time.perf_counter() - start_time
