@@ -37,7 +37,7 @@ from fusedet.detector import resolve_weights
 from fusedet.errors import InputError, TrainingError
 from fusedet.events import Events, as_events
 from fusedet.hashing import file_sha256
-from fusedet.settings import FinetuneSettings, closest
+from fusedet.settings import FinetuneSettings
 
 REQUEST_VERSION = 2
 LOG_NAME = "train.log"
@@ -128,14 +128,12 @@ def check_train_options(options: Mapping[str, Any]) -> list[str]:
             try:
                 check_dict_alignment(DEFAULT_CFG_DICT, {key: value}, allowed_custom_keys=set())
             except SyntaxError:
-                raise InputError(
-                    f"--train-option {key}: not an ultralytics train() argument{closest(key, valid)}"
-                ) from None
+                raise InputError(f"--train-option {key}: not an ultralytics train() argument{_suggest(key, valid)}") from None
         try:
             get_cfg(DEFAULT_CFG_DICT, dict(options))
         except (TypeError, ValueError, SyntaxError) as exc:
             raise InputError(f"--train-option: {first_line(exc)}") from None
-    return [f"--train-option: ultralytics: {line}" for line in lines if line]
+    return [f"--train-option: ultralytics: {line}" for line in dict.fromkeys(lines) if line]  # each warning once
 
 
 def check_start_weights(spec: str) -> None:
@@ -154,6 +152,16 @@ def check_start_weights(spec: str) -> None:
             raise InputError(f"--weights {spec}: ultralytics cannot load it ({first_line(exc)})") from None
     if model.task != "detect":
         raise InputError(f"--weights {spec}: a {model.task} model; fine-tuning needs a detection model")
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    """' (did you mean 'mosaic'?)', or the few closest keys when several are as close ('lr': lrf, lr0)."""
+    import difflib
+
+    matches = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return f" (did you mean {matches[0]!r}?)" if len(matches) == 1 else f" (did you mean one of {', '.join(map(repr, matches))}?)"
 
 
 def first_line(exc: BaseException) -> str:
