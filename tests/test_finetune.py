@@ -14,6 +14,7 @@ import yaml
 from detection_helpers import refuse_network
 from typer.testing import CliRunner
 
+from fusedet import yolo_training
 from fusedet.cli import app
 from fusedet.datasets.registry import load_dataset
 from fusedet.errors import InputError
@@ -205,3 +206,35 @@ def test_failed_start_then_corrected_rerun_relative_paths_and_changed_data(tmp_p
     run = json.loads(Path("out/run.json").read_text())
     assert run["training"]["models"]["ir"]["resumed_or_reused"]  # the same pairs, from another cache folder
     assert run["training"]["models"]["ir"]["data_yaml"].startswith(str(tmp_path / "cache2" / "yolo"))
+
+
+def test_interrupted_training_resumes_in_a_moved_output_folder(tmp_path, cache, monkeypatch, no_network):
+    """Ctrl-C after the first of two epochs, the --out folder moved, the same command (new --out): the
+    training resumes from its last.pt there, with the exported data at its new place."""
+    real = yolo_training._EpochEvents.on_fit_epoch_end
+
+    def interrupt_after_first_epoch(self, trainer):
+        real(self, trainer)
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(yolo_training._EpochEvents, "on_fit_epoch_end", interrupt_after_first_epoch)
+    args = ["finetune", "--dataset", "demo", "--dataset-option", "n_pairs=10", "--sources", "vi", "--weights", TINY_YAML,
+            "--epochs", "2", "--imgsz", "64", "--batch", "4", "--workers", "0", "--device", "cpu", "--bootstrap", "0",
+            "--cache-dir", str(tmp_path / "first" / "cache")]
+    cut = runner.invoke(app, [*args, "--out", str(tmp_path / "first")])
+    assert cut.exit_code == 130, cut.output
+    assert (tmp_path / "first" / "train" / "vi" / "weights" / "last.pt").is_file()
+    assert not (tmp_path / "first" / "train" / "vi" / "done.json").exists()
+    monkeypatch.setattr(yolo_training._EpochEvents, "on_fit_epoch_end", real)
+    (tmp_path / "first").rename(tmp_path / "moved")
+    args[-1] = str(tmp_path / "moved" / "cache")
+    resumed = runner.invoke(app, [*args, "--out", str(tmp_path / "moved")])
+    assert resumed.exit_code == 0, resumed.output
+    model = json.loads((tmp_path / "moved" / "run.json").read_text())["training"]["models"]["vi"]
+    assert model["resumed_or_reused"] and model["weights"] == str(tmp_path / "moved" / "train" / "vi" / "weights" / "best.pt")
+    assert model["ultralytics_args"]["data"].startswith(str(tmp_path / "moved" / "cache"))
+    assert model["ultralytics_args"]["save_dir"] == str(tmp_path / "moved" / "train" / "vi")
+    assert "Resuming training" in (tmp_path / "moved" / "train" / "vi" / "train.log").read_text()
+    assert not (tmp_path / "first").exists()  # nothing written to the old place
+    assert no_network == []
