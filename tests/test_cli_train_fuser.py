@@ -153,8 +153,8 @@ class _Stages(NullEvents):
 
 
 def test_resume_only_onto_the_same_pairs(tmp_path, monkeypatch):
-    """The case of shared/cases/12 and its kind: pairs replaced, a pair's file rewritten, an older
-    checkpoint without a fingerprint, a moved data folder; --allow-new-data and its record."""
+    """Pairs replaced with the count unchanged, a pair's file rewritten, an older checkpoint without a
+    fingerprint, a moved data folder; --allow-new-data and its record."""
     monkeypatch.chdir(tmp_path)  # relative --data and --out
     data = Path("data")
     for i in range(3):

@@ -18,10 +18,10 @@ from fusedet import yolo_training
 from fusedet.cli import app
 from fusedet.datasets.registry import load_dataset
 from fusedet.errors import InputError
-from fusedet.settings import RunSettings
+from fusedet.settings import FinetuneSettings, RunSettings
 from fusedet.sources import parse_sources
 from fusedet.yolo_export import export_sources, yolo_labels
-from fusedet.yolo_training import check_train_options
+from fusedet.yolo_training import check_train_options, plan_training, training_request
 
 runner = CliRunner()
 TINY_YAML = str(Path(__file__).resolve().parents[1] / "fusedet" / "weights" / "demo_yolo.yaml")  # the smallest model we have
@@ -156,7 +156,7 @@ def test_bad_input_fails_before_any_export(tmp_path, cache, extra, message):
 
 
 def test_failed_start_then_corrected_rerun_relative_paths_and_changed_data(tmp_path, cache, monkeypatch, no_network):
-    """Case 09's kind: a training that fails at its start (an option ultralytics accepts but its trainer
+    """A training that fails at its start (an option ultralytics accepts but its trainer
     refuses) prints one line with ultralytics' message and its log, and leaves nothing that blocks the
     corrected command; relative --root, --out (default cache inside it) and --cache-dir; a finished
     training is reused only on the same pairs."""
@@ -238,3 +238,34 @@ def test_interrupted_training_resumes_in_a_moved_output_folder(tmp_path, cache, 
     assert "Resuming training" in (tmp_path / "moved" / "train" / "vi" / "train.log").read_text()
     assert not (tmp_path / "first").exists()  # nothing written to the old place
     assert no_network == []
+
+
+def test_training_folders_are_planned_before_any_work(tmp_path):
+    train = FinetuneSettings(start_weights=TINY_YAML, epochs=1, imgsz=64, batch=2, options={"mosaic": 0})
+    data = {"sources": [{"name": "vi"}], "classes": ["People"], "value_ranges": ["auto", "auto"],
+            "pairs": {"00000": "train|a", "00001": "train|b", "00002": "val|c"}}
+    request = training_request(train, data)
+    run_dir = tmp_path / "train" / "vi"
+    assert plan_training("vi", ("vi",), run_dir, request).state == "new"
+    run_dir.mkdir(parents=True)
+    (run_dir / "request.json").write_text(json.dumps({**request, "options": {"mosiac": 0}}))  # a start that failed
+    plan = plan_training("vi", ("vi",), run_dir, request)
+    assert plan.state == "new" and "holds no weights" in plan.note
+
+    (run_dir / "weights").mkdir()
+    (run_dir / "weights" / "best.pt").write_bytes(b"weights")
+    (run_dir / "done.json").write_text("{}")
+    (run_dir / "request.json").write_text(json.dumps(request))
+    assert plan_training("vi", ("vi",), run_dir, request).state == "reuse"
+    other = training_request(train, {**data, "pairs": {"00000": "train|a", "00001": "train|B", "00003": "train|d"}})
+    with pytest.raises(InputError, match=r"\(pairs differ; the pairs: 1 pair removed \(00002\); 1 pair added \(00003\); "
+                                         r"1 pair modified \(00001\)\); use another --out"):
+        plan_training("vi", ("vi",), run_dir, other)
+    with pytest.raises(InputError, match=r"\(epochs, options differ\)"):
+        plan_training("vi", ("vi",), run_dir, training_request(FinetuneSettings(start_weights=TINY_YAML, epochs=2, imgsz=64, batch=2), data))
+    old = {k: request[k] for k in ("start", "epochs", "imgsz", "batch", "seed", "options")}  # before fingerprints
+    (run_dir / "request.json").write_text(json.dumps({**old, "data_yaml_sha256": "0" * 64}))
+    plan = plan_training("vi", ("vi",), run_dir, other)
+    assert plan.state == "reuse" and "trained by an older fusedet" in plan.note
+    (run_dir / "done.json").unlink()
+    assert plan_training("vi", ("vi",), run_dir, other).state == "resume"  # weights, not finished
