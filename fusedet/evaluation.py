@@ -43,7 +43,7 @@ from fusedet.eval.detection_ap import coco_detections, coco_ground_truth
 from fusedet.eval.groups import load_groups
 from fusedet.events import Events, as_events
 from fusedet.paper_results import PAPER_SOURCE, paper_rows
-from fusedet.settings import ReportSettings, RunSettings
+from fusedet.settings import BASELINE_DEFAULT, ReportSettings, RunSettings
 from fusedet.sources import FusedSource, Source
 
 
@@ -63,6 +63,17 @@ class DetectorLike(Protocol):
 def write_json(path: Path, data: Any, indent: int | None = None) -> Path:
     """`data` as JSON in `path`, atomically (compact unless `indent`)."""
     return write_text_atomic(path, json.dumps(data, indent=indent, separators=None if indent else (",", ":")) + ("\n" if indent else ""))
+
+
+def check_report_inputs(report: ReportSettings, records: Sequence, sources: Sequence[str], dataset_root=None):
+    """What the report needs besides detections, checked before them: the baseline is a row (a source
+    name) or best-single, and the groups (``report.group_by``) fit the split's `records`. Returns the
+    grouping (eval.groups.load_groups) or None; InputError otherwise."""
+    if report.baseline != BASELINE_DEFAULT and report.baseline not in sources:
+        raise InputError(f"baseline {report.baseline!r} is not a row of this report (rows: {', '.join(sources)}; or {BASELINE_DEFAULT})")
+    if not report.group_by:
+        return None
+    return load_groups(report.group_by, [r.stem for r in records], dataset_root=dataset_root)
 
 
 class Evaluation:
@@ -104,11 +115,13 @@ class Evaluation:
         if not self.records:
             counts = {s: len(self.dataset.split(s)) for s in ("train", "val", "test")}
             raise InputError(f"split {self.settings.split!r} of dataset {self.dataset.name!r} has no pairs (pairs per split: {counts})")
+        for flag, folder in (("--out", self.out), ("--cache-dir", self.settings.cache_dir)):
+            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+                raise InputError(f"{flag} {folder} is a file, not a folder")
         for source in self.sources:
             source.check(self.records)
+        self.grouping = check_report_inputs(self.report_settings, self.records, [s.name for s in self.sources], self.dataset.root)
         self.mappings = {name: det.class_mapping(self.classes) for name, det in self.detectors.items()}
-        group_by = self.report_settings.group_by
-        self.grouping = load_groups(group_by, [r.stem for r in self.records], dataset_root=self.dataset.root) if group_by else None
         self._checked = True
 
     def ground_truth(self) -> dict:

@@ -63,12 +63,14 @@ def fuse_folder(
     `fuse_batch` (pairs of one size per forward pass), `workers` (reader threads) and `ir_range` /
     `vis_range` (how images become [0, 1]; decisions counted in the result's `ranges`) apply. Raises
     InputError, before any fusion, for unpaired or unreadable images, IR/VIS size mismatches, an
-    unknown fuser or checkpoint, or an `out` that is one of the input folders."""
+    unknown fuser or checkpoint, or an `out` that is a file or one of the input folders."""
     run = run or RunSettings()
     events = as_events(events)
     out = Path(out)
     ranges = RangeLog()
     folder = PairFolder(ir, vis, ir_range=run.ir_range, vis_range=run.vis_range, log=ranges)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
     for src in (folder.ir_dir, folder.vis_dir):
         if out.resolve() == src.resolve():
             raise InputError(f"--out {out} is an input folder; fused images would overwrite the sources")

@@ -52,8 +52,9 @@ _done: set[str] = set()  # once-per-session actions already taken
 
 
 def fusedet_cache_root() -> Path:
-    """Where fusedet keeps caches by default: ``$FUSEDET_CACHE`` or ``~/.cache/fusedet``."""
-    return Path(os.environ.get("FUSEDET_CACHE") or Path.home() / ".cache" / "fusedet").expanduser()
+    """Where fusedet keeps caches by default: ``$FUSEDET_CACHE`` or ``~/.cache/fusedet``, as an absolute
+    path (ultralytics is handed its settings folder inside it)."""
+    return Path(os.environ.get("FUSEDET_CACHE") or Path.home() / ".cache" / "fusedet").expanduser().resolve()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,8 @@ def finetune(
     ),
     dataset_option: list[str] | None = typer.Option(None, "--dataset-option", help="KEY=VALUE for the dataset reader."),
     train_option: list[str] | None = typer.Option(
-        None, "--train-option", help="KEY=VALUE for ultralytics' train() (e.g. mosaic=0.5, lr0=0.005, cache=ram)."
+        None, "--train-option", help="KEY=VALUE for ultralytics' train() (e.g. mosaic=0.5, lr0=0.005, cache=ram), checked by "
+        "ultralytics before any work; keys fusedet sets (epochs, imgsz, batch, seed, device, workers, ...) are refused."
     ),
     ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
     vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
