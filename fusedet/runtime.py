@@ -16,7 +16,8 @@ changes and puts it back when it ends, so a Python caller's process is left as i
   when torch is first imported, so it acts only when fusedet's command or call is the first to import
   torch (the CLI is); the variable is removed again at the end.
 - **torch's CPU thread count** (``set_torch_threads``): ``OMP_NUM_THREADS`` when you set it, else
-  every usable core (fusedet.threads.torch_threads); restored at the end.
+  every usable core (fusedet.threads.torch_threads); restored at the end. Both only when the session
+  is the first to import torch: a caller that has imported torch keeps its own settings.
 - **glibc malloc** (``keep_freed_memory``): asked for by the DMNet fuser on CPU; reset to glibc's
   default thresholds at the end.
 
@@ -68,9 +69,10 @@ def session() -> Iterator[None]:
             _setenv_default("YOLO_OFFLINE", "1")
             _setenv_default("YOLO_AUTOINSTALL", "false")
             _setenv_default("YOLO_CONFIG_DIR", str(fusedet_cache_root() / "ultralytics"))
-            for name, value in threads.openmp_environment(os.environ).items():
-                _setenv_default(name, value)  # read by OpenMP when torch loads: before the first import torch
-            set_torch_threads(threads.torch_threads(os.environ, threads.usable_cores()))
+            if "torch" not in sys.modules:  # else the caller has set torch up already: its threads are its own
+                for name, value in threads.openmp_environment(os.environ).items():
+                    _setenv_default(name, value)  # read by OpenMP when torch loads: before the first import torch
+                set_torch_threads(threads.torch_threads(os.environ, threads.usable_cores()))
     try:
         yield
     finally:
