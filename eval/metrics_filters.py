@@ -129,6 +129,26 @@ def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> t
     return valid.reshape(*x.shape[:-2], *valid.shape[-2:])
 
 
+def filter2d_same(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
+    """Separable 2-D correlation of the last two axes with outer(taps, taps), zero padding outside the image,
+    output the input's size (MATLAB ``filter2(h, X, 'same')``; odd-length symmetric taps).
+
+    CPU tensors go through OpenCV's separable filter with a constant zero border; other devices pad and
+    use the banded GEMMs of :func:`filter2d_valid`.
+    """
+    half = len(taps) // 2
+    if x.device.type != "cpu":
+        return filter2d_valid(F.pad(x, (half, half, half, half)), taps)
+    h, w = x.shape[-2:]
+    kernel = np.asarray(taps, dtype=np.float64)
+    src = x.detach().reshape(-1, h, w).numpy()
+    out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
+    dst = out.numpy()
+    for i in range(src.shape[0]):
+        cv2.sepFilter2D(np.ascontiguousarray(src[i]), -1, kernel, kernel, dst=dst[i], borderType=cv2.BORDER_CONSTANT)
+    return out.reshape(x.shape)
+
+
 def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sums over every size x size window that lies inside the image ('valid'), for the last two axes.
 
