@@ -1,6 +1,11 @@
-"""The eleven fusion-quality metrics of infrared-visible fusion papers, vectorised in torch (CPU or CUDA).
+"""Fusion-quality metrics in torch (CPU or CUDA): the public entry points for every convention, and the
+``cddfuse`` convention's eleven metrics.
 
-EN, SF, AG, SD, CC, SCD, MI, VIF, Qabf, SSIM and MS-SSIM, with the conventions of the field's reference
+:func:`compute_metrics`, :func:`compute_metrics_batch` and :class:`PairScorer` take ``convention="cddfuse"``
+(the default, below) or ``"vifb"`` (VIFB's thirteen MATLAB metrics, ``fusedet.eval.vifb_metrics``); see
+``fusedet.eval.metric_conventions`` for what each convention is.
+
+The cddfuse convention: EN, SF, AG, SD, CC, SCD, MI, VIF, Qabf, SSIM and MS-SSIM, with the conventions of the field's reference
 code (CDDFuse's ``utils/Evaluator.py``, scikit-image's SSIM, pytorch_msssim's MS-SSIM) as written down in
 ``shared/data/golden_fused/README.md``:
 
@@ -13,7 +18,7 @@ code (CDDFuse's ``utils/Evaluator.py``, scikit-image's SSIM, pytorch_msssim's MS
 Two ways in:
 
 - :func:`compute_metrics` (or one function per metric, e.g. :func:`vif`) scores one (IR, VIS, fused) triplet;
-- :class:`PairScorer` (or :func:`compute_metrics_batch`) prepares everything that depends only on the
+- :class:`PairScorer` (or :func:`compute_metrics_batch`; :class:`CddfusePairScorer` underneath) prepares everything that depends only on the
   two sources (their histograms, moments, Sobel maps, local means and variances at every scale, VIF
   denominators) once, then scores any number of fused images of that pair in batches: what
   ``fusedet metrics`` does with several methods.
@@ -40,7 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fusedet.errors import FusedetError, InputError
+from fusedet.devices import resolve_device
+from fusedet.errors import InputError
+from fusedet.eval.metric_conventions import CONVENTIONS, get_convention
 from fusedet.eval.metrics_filters import (
     box_sums_valid,
     filter2d_valid,
@@ -49,13 +56,14 @@ from fusedet.eval.metrics_filters import (
     sobel_same,
 )
 
+_CONVENTION = CONVENTIONS["cddfuse"]
 # Key order of the golden JSON files / `fusedet metrics --out metrics.json`.
-METRIC_NAMES: tuple[str, ...] = ("EN", "SF", "AG", "SD", "CC", "SCD", "MI", "VIF", "Qabf", "SSIM", "MS-SSIM")
+METRIC_NAMES: tuple[str, ...] = _CONVENTION.metrics
 # Column order of the DMNet paper's Tables I-IV (plus SSIM at the end).
-TABLE_ORDER: tuple[str, ...] = ("EN", "SF", "AG", "SD", "CC", "SCD", "MI", "VIF", "Qabf", "MS-SSIM", "SSIM")
+TABLE_ORDER: tuple[str, ...] = _CONVENTION.table_order
 
 MSSSIM_MIN_SIDE = 161  # pytorch_msssim: short side > (11 - 1) * 2**4
-MIN_SIDE = {"SF": 2, "AG": 2, "SSIM": 7, "VIF": 41}  # smallest short side each metric is defined for
+MIN_SIDE = dict(_CONVENTION.min_side)  # smallest short side each metric is defined for
 
 Images = torch.Tensor | np.ndarray
 
@@ -66,12 +74,7 @@ class MetricWarning(UserWarning):
 
 def check_size(width: int, height: int, metrics: Iterable[str], name: str) -> None:
     """InputError naming `name` if a W x H image is too small for one of `metrics` (see MIN_SIDE)."""
-    too_small = [m for m in metrics if min(width, height) < MIN_SIDE.get(m, 1)]
-    if too_small:
-        need = max(MIN_SIDE[m] for m in too_small)
-        raise InputError(
-            f"{name}: {width}x{height} is too small for {', '.join(too_small)} (short side must be at least {need} pixels)"
-        )
+    _CONVENTION.check_size(width, height, metrics, name)
 
 
 def parse_metric_names(names: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -79,41 +82,16 @@ def parse_metric_names(names: str | Iterable[str] | None) -> tuple[str, ...]:
 
     None means all eleven. Unknown names raise InputError listing the valid ones.
     """
-    if names is None:
-        return METRIC_NAMES
-    if isinstance(names, str):
-        names = names.split(",")
-    lookup = {m.lower(): m for m in METRIC_NAMES}
-    wanted, unknown = set(), []
-    for raw in names:
-        name = raw.strip()
-        if not name:
-            continue
-        if name.lower() not in lookup:
-            unknown.append(name)
-        else:
-            wanted.add(lookup[name.lower()])
-    if unknown:
-        raise InputError(f"unknown metric name(s): {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
-    if not wanted:
-        raise InputError(f"no metric named; choose from {', '.join(METRIC_NAMES)}")
-    return tuple(m for m in METRIC_NAMES if m in wanted)
+    return _CONVENTION.parse_metrics(names)
 
 
-def resolve_device(device: str | torch.device | None, like: object = None) -> torch.device:
-    """The torch device to compute on: `device`, else that of a torch input, else CPU.
-
-    Asking for CUDA where there is none raises FusedetError.
-    """
+def device_for(device: str | torch.device | None, like: object = None) -> torch.device:
+    """The device to compute on: `device` through fusedet.devices.resolve_device, or, when None, the
+    device of a torch input `like` (the CPU for numpy inputs). Asking for CUDA where there is none raises
+    InputError."""
     if device is None:
         return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise FusedetError(f"unknown device {device!r} (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FusedetError(f"device {device!r} requested but CUDA is not available here (use --device cpu)")
-    return dev
+    return resolve_device(device)
 
 
 def _check_range(x: torch.Tensor, name: str) -> float:
@@ -579,10 +557,11 @@ _IMPLEMENTATIONS: dict[str, type[_Metric]] = {
 }
 
 
-class PairScorer:
-    """Scores any number of fused images of one (IR, VIS) pair, reusing the work on the sources.
+class CddfusePairScorer:
+    """Scores any number of fused images of one (IR, VIS) pair under the cddfuse convention, reusing the
+    work on the sources.
 
-    ``PairScorer(ir, vis, metrics=None, device=None, name="01").score([fused1, fused2, ...])`` returns one
+    ``CddfusePairScorer(ir, vis, metrics=None, device=None, name="01").score([fused1, fused2, ...])`` returns one
     ``{metric: value}`` dict per fused image (keys in METRIC_NAMES order). Images as in :func:`to_gray255`.
     Fused images are scored `batch` at a time (memory grows with the batch).
     """
@@ -597,7 +576,7 @@ class PairScorer:
         batch: int | None = None,
     ) -> None:
         self.metrics = parse_metric_names(metrics)
-        self.device = resolve_device(device, ir)
+        self.device = device_for(device, ir)
         self.name = name
         a = to_gray255(ir, f"{name} (infrared)").to(self.device)
         b = to_gray255(vis, f"{name} (visible)").to(self.device)
@@ -651,19 +630,56 @@ class PairScorer:
         return [{m: float(columns[m][i]) for m in self.metrics} for i in range(f.shape[0])]
 
 
+class PairScorer:
+    """Scores any number of fused images of one (IR, VIS) pair under a metric convention.
+
+    ``PairScorer(ir, vis, convention="vifb").score([fused1, fused2, ...])`` returns one ``{metric: value}``
+    dict per fused image, keys in the convention's order (``cddfuse``: METRIC_NAMES; ``vifb``: VIFB's
+    thirteen names), NaN where a metric is undefined for that image. The work that depends only on the two
+    sources is done once. Images: numpy or torch, H x W gray or H x W x 3 RGB, 0..255 (integer levels).
+    `device`: None keeps a torch input's device (the CPU for numpy), else "cpu", "cuda", "cuda:N", "auto".
+    `notes` lists what could not be computed (one line each).
+    """
+
+    def __init__(
+        self,
+        ir: Images,
+        vis: Images,
+        metrics: str | Iterable[str] | None = None,
+        device: str | torch.device | None = None,
+        name: str = "pair",
+        convention: str = "cddfuse",
+    ) -> None:
+        self.convention = get_convention(convention)
+        self._scorer = self.convention.scorer(ir, vis, metrics=metrics, device=device, name=name)
+        self.metrics: tuple[str, ...] = self._scorer.metrics
+        self.device: torch.device = self._scorer.device
+
+    @property
+    def notes(self) -> list[str]:
+        return self._scorer.notes
+
+    def score(self, fused: Images | Sequence[Images]) -> list[dict[str, float]]:
+        """Metrics of each fused image (one image, a list of them, or an N x H x W stack of gray ones)."""
+        return self._scorer.score(fused)
+
+
 def compute_metrics(
     ir: Images,
     vis: Images,
     fused: Images,
     metrics: str | Iterable[str] | None = None,
     device: str | torch.device | None = None,
+    convention: str = "cddfuse",
 ) -> dict[str, float]:
-    """The fusion metrics of one (IR, VIS, fused) triplet: ``{"EN": ..., ...}`` in METRIC_NAMES order.
+    """The fusion metrics of one (IR, VIS, fused) triplet under `convention` (``"cddfuse"``, the default, or
+    ``"vifb"``): ``{"EN": ..., ...}`` in the convention's key order.
 
-    Images: numpy or torch, H x W gray or H x W x 3 RGB, on the 0..255 scale (see :func:`to_gray255`).
-    `metrics`: names or a comma-separated string (default all eleven); `device`: "cpu", "cuda", ...
+    Images: numpy or torch, H x W gray or H x W x 3 RGB, on the 0..255 scale (see :func:`to_gray255` and
+    ``fusedet.eval.vifb_metrics.vifb_levels``). `metrics`: names or a comma-separated string (default all);
+    `device`: None keeps a torch input's device, else "cpu", "cuda", ...
     """
-    return PairScorer(ir, vis, metrics=metrics, device=device, name="triplet").score([fused])[0]
+    return PairScorer(ir, vis, metrics=metrics, device=device, name="triplet", convention=convention).score([fused])[0]
 
 
 def compute_metrics_batch(
@@ -672,9 +688,10 @@ def compute_metrics_batch(
     fused: Sequence[Images],
     metrics: str | Iterable[str] | None = None,
     device: str | torch.device | None = None,
+    convention: str = "cddfuse",
 ) -> list[dict[str, float]]:
     """The metrics of several fused images of one pair (e.g. one per method), sharing the source work."""
-    return PairScorer(ir, vis, metrics=metrics, device=device, name="pair").score(fused)
+    return PairScorer(ir, vis, metrics=metrics, device=device, name="pair", convention=convention).score(fused)
 
 
 def _one(metric: str, ir: Images | None, vis: Images | None, fused: Images) -> float:

@@ -85,26 +85,13 @@ from fusedet.eval.matlab_compat import (
     rgb2gray,
     sobel_replicate,
 )
+from fusedet.eval.metric_conventions import CONVENTIONS
 from fusedet.eval.metrics_filters import filter2d_valid, matlab_gaussian_taps, sobel_same
 
-# VIFB's own names, in the order of its util/configMetrics.m.
-VIFB_METRICS: tuple[str, ...] = (
-    "Avg_gradient",
-    "Cross_entropy",
-    "Edge_intensity",
-    "Entropy",
-    "Mutinf",
-    "Psnr",
-    "Qabf",
-    "Qcb",
-    "Qcv",
-    "Rmse",
-    "Spatial_frequency",
-    "Ssim",
-    "Variance",
-)
-LOWER_IS_BETTER: frozenset[str] = frozenset({"Cross_entropy", "Qcv", "Rmse"})
-MIN_SIDE: dict[str, int] = {"Ssim": 11, "Avg_gradient": 2}  # Ssim: 11 x 11 'valid' window; AG divides by (r-1)(c-1)
+_CONVENTION = CONVENTIONS["vifb"]
+VIFB_METRICS: tuple[str, ...] = _CONVENTION.metrics  # VIFB's own names, in the order of its util/configMetrics.m
+LOWER_IS_BETTER: frozenset[str] = _CONVENTION.lower_is_better
+MIN_SIDE: dict[str, int] = dict(_CONVENTION.min_side)  # Ssim: 11 x 11 'valid' window; AG divides by (r-1)(c-1)
 
 Images = torch.Tensor | np.ndarray
 
@@ -397,27 +384,10 @@ def _spatial_frequency(channels: Sequence[torch.Tensor]) -> float:
 
 
 def parse_vifb_metrics(names: str | Iterable[str] | None) -> tuple[str, ...]:
-    """VIFB metric names in VIFB_METRICS order from names in any case (or a comma-separated string);
-    None means all thirteen. Unknown names raise InputError listing the valid ones."""
-    if names is None:
-        return VIFB_METRICS
-    if isinstance(names, str):
-        names = names.split(",")
-    lookup = {m.lower(): m for m in VIFB_METRICS}
-    wanted, unknown = set(), []
-    for raw in names:
-        name = raw.strip()
-        if not name:
-            continue
-        if name.lower() in lookup:
-            wanted.add(lookup[name.lower()])
-        else:
-            unknown.append(name)
-    if unknown:
-        raise InputError(f"unknown VIFB metric name(s): {', '.join(unknown)}; choose from {', '.join(VIFB_METRICS)}")
-    if not wanted:
-        raise InputError(f"no metric named; choose from {', '.join(VIFB_METRICS)}")
-    return tuple(m for m in VIFB_METRICS if m in wanted)
+    """VIFB metric names in VIFB_METRICS order from names in any case (or a comma-separated string; a
+    cddfuse name of a shared metric selects its VIFB counterpart, EN -> Entropy); None means all thirteen.
+    Unknown names raise InputError listing the valid ones."""
+    return _CONVENTION.parse_metrics(names)
 
 
 class VifbPairScorer:
@@ -439,10 +409,10 @@ class VifbPairScorer:
         name: str = "pair",
         batch: int | None = None,
     ) -> None:
-        from fusedet.devices import resolve_device
+        from fusedet.eval.fusion_metrics import device_for
 
         self.metrics = parse_vifb_metrics(metrics)
-        self.device = (ir.device if isinstance(ir, torch.Tensor) else torch.device("cpu")) if device is None else resolve_device(device)
+        self.device = device_for(device, ir)
         self.name = name
         self.notes: list[str] = []
         self.ir = vifb_levels(ir, f"{name} (infrared)").to(self.device)
@@ -452,13 +422,7 @@ class VifbPairScorer:
                 f"{name}: infrared is {self.ir.shape[2]}x{self.ir.shape[1]} but visible is {self.vis.shape[2]}x{self.vis.shape[1]} (W x H)"
             )
         self.shape = tuple(self.ir.shape[1:])
-        short = min(self.shape)
-        small = [m for m in self.metrics if short < MIN_SIDE.get(m, 1)]
-        if small:
-            need = max(MIN_SIDE[m] for m in small)
-            raise InputError(
-                f"{name}: {self.shape[1]}x{self.shape[0]} is too small for {', '.join(small)} (short side must be at least {need} pixels)"
-            )
+        _CONVENTION.check_size(self.shape[1], self.shape[0], self.metrics, name)
         self._channels: dict[tuple[str, object], _Channel] = {}
 
     def _source(self, which: str, key: object) -> _Channel:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["FusionDetector", "__version__"]
+__all__ = ["FusionDetector", "__version__", "score_folders"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from fusedet.pipeline import FusionDetector
 
         return FusionDetector
+    if name == "score_folders":
+        from fusedet.eval.metrics_folders import score_folders
+
+        return score_folders
     raise AttributeError(f"module 'fusedet' has no attribute {name!r}")

@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fusedet.cli import app
+from fusedet.errors import InputError
 from fusedet.eval.fusion_metrics import METRIC_NAMES, TABLE_ORDER
-from fusedet.eval.metrics_folders import plan_folders, score_folders
+from fusedet.eval.metrics_folders import JOURNAL_NAME, score_folders
+from fusedet.events import RecordingEvents
 
 STEMS = ("07", "19", "20")  # the smallest TNO pairs (256x256, 360x270)
 runner = CliRunner()
@@ -49,7 +51,7 @@ def test_two_methods_write_all_outputs_with_golden_values(tno):
     doc = json.loads((out / "metrics.json").read_text())
     assert list(doc) == ["mean", "max"]
     for name in ("mean", "max"):
-        assert list(doc[name]) == ["mean", "per_image"]
+        assert list(doc[name]) == ["convention", "mean", "per_image"] and doc[name]["convention"] == "cddfuse"
         assert list(doc[name]["mean"]) == list(METRIC_NAMES)
         assert list(doc[name]["per_image"]) == list(STEMS)
         for stem in STEMS:
@@ -102,21 +104,40 @@ def test_fused_files_match_by_stem_in_any_format_and_small_images_note_ms_ssim(t
 
 def test_journal_resumes_finished_pairs_and_redoes_changed_ones(tno):
     root, _ = tno
-    plan = plan_folders(root / "ir", root / "vi", {"max": root / "max"}, metrics="EN,SD")
-    journal = root / "journal.jsonl"
-    seen = []
-    first = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert sorted(seen) == [(s, False) for s in STEMS]
-    seen.clear()
-    again = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert sorted(seen) == [(s, True) for s in STEMS] and again.per_image == first.per_image
+    out = root / "out"
+
+    def run(events=None):
+        return score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN,SD", out=out, workers=1, events=events)
+
+    def advanced(events):
+        return {c[3].split()[0]: c[3].endswith("(resumed)") for c in events.calls if c[0] == "advance"}
+
+    fresh = score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN,SD")
+    good = (root / "max" / "20.png").read_bytes()
+    broken = good[: len(good) // 3]  # a readable header, truncated pixels: the run stops at the third pair (one worker)
+    (root / "max" / "20.png").write_bytes(broken)
+    with pytest.raises(InputError, match="20.png"):
+        run()
+    assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # 07 and 19 are kept
+    (root / "max" / "20.png").write_bytes(good)
+    events = RecordingEvents()
+    again = run(events)
+    assert advanced(events) == {"07": True, "19": True, "20": False} and again.resumed == 2
+    assert any("resumed 2 of 3 pairs" in n for n in events.notes())
+    assert again.result.per_image == fresh.result.per_image
+    assert not (out / JOURNAL_NAME).exists() and (out / "metrics.json").is_file()  # a finished run leaves no journal
+
+    (root / "max" / "20.png").write_bytes(broken)
+    with pytest.raises(InputError):
+        run()
     img = cv2.imread(str(root / "max" / "19.png"))
     cv2.imwrite(str(root / "max" / "19.png"), 255 - img)  # a changed fused file is scored again
-    seen.clear()
-    changed = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert dict(seen) == {"07": True, "19": False, "20": True}
-    assert changed.per_image["max"]["19"]["SD"] == pytest.approx(first.per_image["max"]["19"]["SD"])
-    assert changed.per_image["max"]["19"]["EN"] == pytest.approx(first.per_image["max"]["19"]["EN"])
+    (root / "max" / "20.png").write_bytes(good)
+    events = RecordingEvents()
+    changed = run(events)
+    assert advanced(events) == {"07": True, "19": False, "20": False}
+    assert changed.result.per_image["max"]["19"]["SD"] == pytest.approx(fresh.result.per_image["max"]["19"]["SD"])
+    assert changed.result.per_image["max"]["19"]["EN"] == pytest.approx(fresh.result.per_image["max"]["19"]["EN"])
 
 
 def _error(result, *needles: str) -> None:
@@ -202,4 +223,4 @@ def test_cuda_without_cuda(tno):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     root, _ = tno
-    _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "CUDA is not available")
+    _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "no CUDA GPU")

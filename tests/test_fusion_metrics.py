@@ -26,7 +26,7 @@ from fusedet.eval.fusion_metrics import (
     parse_metric_names,
     to_gray255,
 )
-from fusedet.eval.metrics_folders import load_gray, plan_folders, score_folders
+from fusedet.eval.metrics_folders import load_gray, score_folders
 
 # the 96 x 120 synthetic images are too small for MS-SSIM: its expected warning is checked where it matters
 pytestmark = pytest.mark.filterwarnings("ignore:.*MS-SSIM is NaN:fusedet.eval.fusion_metrics.MetricWarning")
@@ -63,8 +63,8 @@ def _rel(x: float, y: float) -> float:
 
 @pytest.fixture(scope="module")
 def golden_run(shared_data):
-    plan = plan_folders(shared_data / "tno" / "ir", shared_data / "tno" / "vi", {m: shared_data / d for m, (d, _) in FUSIONS.items()})
-    result = score_folders(plan, workers=2)
+    run = score_folders((shared_data / "tno" / "ir", shared_data / "tno" / "vi"), {m: shared_data / d for m, (d, _) in FUSIONS.items()}, workers=2)
+    result = run.result
     golden = {m: next(iter(json.loads((shared_data / j).read_text()).values())) for m, (_, j) in FUSIONS.items()}
     return result, golden
 
@@ -89,7 +89,7 @@ def test_golden_means_and_json_shape(golden_run):
     result, golden = golden_run
     doc = result.to_json()
     for method, ref in golden.items():
-        assert list(doc[method]) == ["mean", "per_image"]
+        assert list(doc[method]) == ["convention", "mean", "per_image"] and doc[method]["convention"] == "cddfuse"
         assert list(doc[method]["mean"]) == list(METRIC_NAMES)
         for metric, expected in ref["mean"].items():
             assert _rel(doc[method]["mean"][metric], expected) < 1e-3, (method, metric)
@@ -318,7 +318,7 @@ def test_batch_equals_single_and_torch_equals_numpy(triplet):
     a, b, f = triplet
     fused = [f, np.maximum(a, b), np.minimum(a, b)]
     batch = compute_metrics_batch(a, b, fused)
-    scorer = PairScorer(torch.from_numpy(a), torch.from_numpy(b), batch=2)  # two chunks
+    scorer = fm.CddfusePairScorer(torch.from_numpy(a), torch.from_numpy(b), batch=2)  # two chunks
     chunked = scorer.score(torch.from_numpy(np.stack(fused)))
     for i, img in enumerate(fused):
         single = compute_metrics(a, b, img)
@@ -379,5 +379,5 @@ def test_metric_names_are_parsed_case_insensitively():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_requested_without_cuda(triplet):
-    with pytest.raises(FusedetError, match="CUDA is not available"):
+    with pytest.raises(FusedetError, match="no CUDA GPU"):
         compute_metrics(*triplet, device="cuda")
