@@ -107,10 +107,10 @@ class Convention:
 
     def view(self, levels):
         """How this convention sees a decoded file's uint8 levels (``fusedet.eval.metrics_io``): cddfuse an
-        H x W float32 BT.601 gray image, vifb the levels as they are (H x W or H x W x 3 RGB)."""
-        from fusedet.eval.metrics_io import cddfuse_gray, vifb_array
+        H x W uint8 BT.601 gray image, vifb the levels as they are (H x W, or H x W x 3 RGB)."""
+        from fusedet.eval.metrics_io import cddfuse_levels, vifb_array
 
-        return vifb_array(levels) if self.name == "vifb" else cddfuse_gray(levels)
+        return vifb_array(levels) if self.name == "vifb" else cddfuse_levels(levels)
 
     def scorer(self, ir, vis, metrics=None, device=None, name: str = "pair"):
         """The pair scorer of this convention: ``.score([fused, ...]) -> [{metric: value}]`` and ``.notes``.

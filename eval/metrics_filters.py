@@ -173,8 +173,20 @@ def sobel_same(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sobel responses (gx, gy) as in ``scipy.signal.convolve2d(x, h, mode='same')`` (zero padding).
 
     The kernels are convolved (flipped): gx with [[-1,0,1],[-2,0,2],[-1,0,1]], gy with
-    [[1,2,1],[0,0,0],[-1,-2,-1]], as Xydeas-Petrovic Qabf code does. Exact for integer images.
+    [[1,2,1],[0,0,0],[-1,-2,-1]], as Xydeas-Petrovic Qabf code does (MATLAB ``conv2(X, h, 'same')``).
+    Exact for integer images (float32 or float64). CPU tensors go through OpenCV's Sobel (whose x kernel is
+    the correlation [-1, 0, 1], so gx is its negation); other devices through shifted differences.
     """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        h, w = x.shape[-2:]
+        src = x.detach().reshape(-1, h, w).numpy()
+        gx, gy = torch.empty((2, src.shape[0], h, w), dtype=x.dtype)
+        depth = cv2.CV_32F if x.dtype == torch.float32 else cv2.CV_64F
+        for i in range(src.shape[0]):
+            img = np.ascontiguousarray(src[i])
+            cv2.Sobel(img, depth, 1, 0, dst=gx[i].numpy(), ksize=3, borderType=cv2.BORDER_CONSTANT)
+            cv2.Sobel(img, depth, 0, 1, dst=gy[i].numpy(), ksize=3, borderType=cv2.BORDER_CONSTANT)
+        return gx.neg_().reshape(x.shape), gy.reshape(x.shape)
     xp = F.pad(x, (1, 1, 1, 1))
     d = xp[..., :, :-2] - xp[..., :, 2:]  # flipped [-1, 0, 1] along columns
     gx = d[..., :-2, :] + 2 * d[..., 1:-1, :] + d[..., 2:, :]

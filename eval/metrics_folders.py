@@ -12,9 +12,9 @@ starts: folders, stems, partners, missing fused stems, metric names, and image s
 (equal within a pair, large enough for the metrics asked for). Then each pair is decoded once for every
 method and convention (``fusedet.eval.metrics_io``), its source statistics are computed once per
 convention, and all methods' fused images of that pair are scored together. Pairs run on a few worker
-threads (one torch thread each), so one pair is decoded while another is scored. With `out`, each finished
-pair is appended to a journal there and a rerun skips the pairs whose files have not changed; the output
-files are written atomically at the end.
+threads (the cores shared out among them, largest pairs first), so one pair is decoded while another is
+scored. With `out`, each finished pair is appended to a journal there and a rerun skips the pairs whose
+files have not changed; the output files are written atomically at the end.
 """
 
 from __future__ import annotations
@@ -318,9 +318,12 @@ def _score_pair(plan: FolderPlan, stem: str, device) -> tuple[dict[str, list[dic
     return values, flat
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(4, cores)
+    return min(4, _cores())
 
 
 def score_plan(
@@ -355,7 +358,9 @@ def score_plan(
     if resumed:
         events.note(f"resumed {resumed} of {len(plan.stems)} pairs from {journal.path}")
 
-    with _threads_per_op(1 if workers > 1 and dev.type == "cpu" else None):
+    # the largest pairs first, so that no big pair is left running alone at the end
+    todo.sort(key=lambda stem: -math.prod(image_size(plan.pairs.ir_files[stem])))
+    with _threads_per_op(max(1, _cores() // workers) if dev.type == "cpu" else None):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
             pending: dict[Future, str] = {}
             queue = iter(todo)
@@ -451,7 +456,7 @@ def score_folders(
     - `metrics`: a subset by name under either convention, e.g. "EN,Qabf" (None: all of each convention);
     - `convention`: "cddfuse" (default), "vifb", or both ("cddfuse,vifb" or a list);
     - `device`: None/"auto" (CUDA when available), "cpu", "cuda", "cuda:N";
-    - `workers`: pairs scored at a time (default: the usable CPU count, at most 4), one torch thread each;
+    - `workers`: pairs scored at a time (default: the usable CPU count, at most 4), the cores shared out among them (one thread each by default);
     - `out`: a folder for the results (None: nothing written): metrics.csv/.md/.tex/.json, in
       `out`/CONVENTION/ when several conventions run, plus conventions.md/.json with both; a journal of
       finished pairs there lets an interrupted run resume (unchanged files are not scored again);

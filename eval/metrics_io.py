@@ -59,16 +59,15 @@ def read_levels(path: str | os.PathLike) -> LevelImage:
     if image.ndim == 3:
         channels = image.shape[2]
         if channels in (1, 2):
-            image = image[:, :, 0]
+            image = np.ascontiguousarray(image[:, :, 0])
         elif channels in (3, 4):
-            image = image[:, :, 2::-1]  # BGR(A) -> RGB
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB)
         else:
             raise InputError(f"{path}: unsupported number of channels ({channels})")
-    if image.dtype == np.uint8:
-        lo, hi = int(image.min()), int(image.max())
-        return LevelImage(path, np.ascontiguousarray(image), 8, (hi - lo) / 255.0)
-    if image.dtype == np.uint16:
-        lo, hi = int(image.min()), int(image.max())
+    if image.dtype in (np.uint8, np.uint16):
+        lo, hi = cv2.minMaxLoc(image.reshape(image.shape[0], -1))[:2]
+        if image.dtype == np.uint8:
+            return LevelImage(path, image, 8, (hi - lo) / 255.0)
         levels = image.astype(np.float32) / np.float32(65535.0) * np.float32(255.0)
         return LevelImage(path, np.rint(levels).astype(np.uint8), 16, (hi - lo) / 65535.0)
     if image.dtype in (np.float32, np.float64):
@@ -85,27 +84,41 @@ def nearly_flat(image: LevelImage) -> bool:
     return image.span < FLAT_SPAN
 
 
+def gray_channel(levels: np.ndarray) -> np.ndarray | None:
+    """The one channel of a gray image: H x W levels as they are, the first channel of H x W x 3 levels
+    whose three channels are equal; None for a colour image."""
+    if levels.ndim == 2:
+        return levels
+    r, g, b = cv2.split(levels)
+    if cv2.countNonZero(cv2.absdiff(r, g)) == 0 and cv2.countNonZero(cv2.absdiff(g, b)) == 0:
+        return r
+    return None
+
+
 def is_gray(levels: np.ndarray) -> bool:
     """True for H x W levels and for H x W x 3 levels whose three channels are equal."""
-    if levels.ndim == 2:
-        return True
-    return bool(np.array_equal(levels[..., 0], levels[..., 1]) and np.array_equal(levels[..., 1], levels[..., 2]))
+    return gray_channel(levels) is not None
+
+
+def cddfuse_levels(levels: np.ndarray) -> np.ndarray:
+    """The cddfuse reading: H x W uint8 gray levels; colour becomes OpenCV's float32 BT.601 gray, rounded
+    (``np.round(cv2.cvtColor(bgr.astype(float32), COLOR_BGR2GRAY))`` as CDDFuse's image_read_cv2).
+
+    Three equal channels give that channel exactly (the weights sum to 1, so the rounding returns it)."""
+    gray = gray_channel(levels)
+    if gray is not None:
+        return gray
+    bgr = cv2.cvtColor(levels, cv2.COLOR_RGB2BGR).astype(np.float32)
+    return np.round(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)).astype(np.uint8)
 
 
 def cddfuse_gray(levels: np.ndarray) -> np.ndarray:
-    """The cddfuse reading: H x W float32 integer levels; colour becomes OpenCV's float32 BT.601 gray,
-    rounded (``np.round(cv2.cvtColor(bgr.astype(float32), COLOR_BGR2GRAY))`` as CDDFuse's image_read_cv2).
-
-    Three equal channels give that channel exactly (the weights sum to 1, so the rounding returns it)."""
-    if levels.ndim == 2:
-        return levels.astype(np.float32)
-    if is_gray(levels):
-        return levels[..., 0].astype(np.float32)
-    bgr = np.ascontiguousarray(levels[..., ::-1], dtype=np.float32)
-    return np.round(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    """:func:`cddfuse_levels` as H x W float32."""
+    return cddfuse_levels(levels).astype(np.float32)
 
 
 def vifb_array(levels: np.ndarray) -> np.ndarray:
-    """The vifb reading: the uint8 levels as MATLAB's ``imread`` holds them (H x W or H x W x 3 RGB); three
-    equal channels are reduced to one by the VIFB scorer."""
-    return levels
+    """The vifb reading: the uint8 levels as MATLAB's ``imread`` holds them, H x W or H x W x 3 RGB, except
+    that three equal channels become one (a gray picture stored as RGB, as VIFB's own images are not)."""
+    gray = gray_channel(levels)
+    return levels if gray is None else gray

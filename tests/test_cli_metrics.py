@@ -113,29 +113,29 @@ def test_journal_resumes_finished_pairs_and_redoes_changed_ones(tno):
         return {c[3].split()[0]: c[3].endswith("(resumed)") for c in events.calls if c[0] == "advance"}
 
     fresh = score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN,SD")
-    good = (root / "max" / "20.png").read_bytes()
-    broken = good[: len(good) // 3]  # a readable header, truncated pixels: the run stops at the third pair (one worker)
-    (root / "max" / "20.png").write_bytes(broken)
-    with pytest.raises(InputError, match="20.png"):
+    good = (root / "max" / "07.png").read_bytes()
+    broken = good[: len(good) // 3]  # a readable header, truncated pixels
+    (root / "max" / "07.png").write_bytes(broken)  # 07, the smallest pair, is scored last: the run stops there
+    with pytest.raises(InputError, match="07.png"):
         run()
-    assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # 07 and 19 are kept
-    (root / "max" / "20.png").write_bytes(good)
+    assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # 19 and 20 are kept
+    (root / "max" / "07.png").write_bytes(good)
     events = RecordingEvents()
     again = run(events)
-    assert advanced(events) == {"07": True, "19": True, "20": False} and again.resumed == 2
+    assert advanced(events) == {"19": True, "20": True, "07": False} and again.resumed == 2
     assert any("resumed 2 of 3 pairs" in n for n in events.notes())
     assert again.result.per_image == fresh.result.per_image
     assert not (out / JOURNAL_NAME).exists() and (out / "metrics.json").is_file()  # a finished run leaves no journal
 
-    (root / "max" / "20.png").write_bytes(broken)
+    (root / "max" / "07.png").write_bytes(broken)
     with pytest.raises(InputError):
         run()
     img = cv2.imread(str(root / "max" / "19.png"))
     cv2.imwrite(str(root / "max" / "19.png"), 255 - img)  # a changed fused file is scored again
-    (root / "max" / "20.png").write_bytes(good)
+    (root / "max" / "07.png").write_bytes(good)
     events = RecordingEvents()
     changed = run(events)
-    assert advanced(events) == {"07": True, "19": False, "20": False}
+    assert advanced(events) == {"07": False, "19": False, "20": True}
     assert changed.result.per_image["max"]["19"]["SD"] == pytest.approx(fresh.result.per_image["max"]["19"]["SD"])
     assert changed.result.per_image["max"]["19"]["EN"] == pytest.approx(fresh.result.per_image["max"]["19"]["EN"])
 

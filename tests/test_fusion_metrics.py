@@ -210,20 +210,26 @@ def _vif_spec(ref: np.ndarray, dist: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("shape", [(96, 120), (83, 101)])
-def test_vif_matches_the_readme_definition(shape):
+@pytest.mark.parametrize("dtype", ["fast", "float64"])
+def test_vif_matches_the_readme_definition(monkeypatch, shape, dtype):
+    """The CPU path (float32 scale-1 statistics of the fused image) within 2e-5, and the float64 path (as
+    on CUDA) to 1e-8, of the definition written with scipy; flat regions and a constant image included."""
+    if dtype == "float64":
+        monkeypatch.setattr(fm, "_fast_dtype", lambda device: torch.float64)
     a, b = _scene(*shape, 1), _scene(*shape, 2)
+    tol = 1e-8 if dtype == "float64" else 2e-5
     for f in (np.round((a + b) / 2), np.maximum(a, b), np.round(0.9 * a + 0.1 * b), np.full_like(a, 77)):
         f = f.astype(np.float32)
         expected = _vif_spec(a, f) + _vif_spec(b, f)
-        assert compute_metrics(a, b, f, metrics="VIF")["VIF"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert compute_metrics(a, b, f, metrics="VIF")["VIF"] == pytest.approx(expected, rel=tol, abs=1e-9)
 
 
 def test_vif_of_an_image_with_itself_is_one_per_source_and_flat_sources_count_one(triplet):
     a, b, _ = triplet
-    assert compute_metrics(a, a, a, metrics="VIF")["VIF"] == pytest.approx(2.0, rel=1e-8)
+    assert compute_metrics(a, a, a, metrics="VIF")["VIF"] == pytest.approx(2.0, rel=2e-5)  # float32 statistics
     flat = np.full_like(a, 40)
     # a flat source has no information: 0/0, counted as 1 like the reference
-    assert compute_metrics(flat, b, b, metrics="VIF")["VIF"] == pytest.approx(1.0 + 1.0, rel=1e-8)
+    assert compute_metrics(flat, b, b, metrics="VIF")["VIF"] == pytest.approx(1.0 + 1.0, rel=2e-5)
 
 
 def _qabf_spec(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
@@ -307,8 +313,8 @@ def test_gemm_backend_gives_the_same_metrics(monkeypatch, triplet):
     monkeypatch.setattr(fm, "filter2d_valid", gemm_filter)
     monkeypatch.setattr(fm, "box_sums_valid", gemm_box)
     got = compute_metrics(a, b, f)
-    for m in METRIC_NAMES:
-        assert got[m] == pytest.approx(expected[m], rel=1e-6), m
+    for m in METRIC_NAMES:  # float32 sums in another order: VIF's and MS-SSIM's float32 statistics differ most
+        assert got[m] == pytest.approx(expected[m], rel=2e-5 if m in ("VIF", "MS-SSIM") else 1e-6), m
 
 
 # --- API: batching, inputs, errors --------------------------------------------------------------------
