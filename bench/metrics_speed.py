@@ -250,9 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         label = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
         r = bench_library(data, device, args.workers, args.repeats)
         verdict = "ok" if reference / r["best"] >= SPEEDUP_TARGET and r["worst"] <= 1e-3 else "MISSED"
-        print(
-            f"{device:<8}{r['best']:>15.4f}{r['median']:>10.4f}{r['cpu']:>12.4f}{reference / r['best']:>8.1f}x{r['worst']:>13.1e}  {verdict}  [{label}]"
-        )
+        speedup = reference / r["best"]
+        print(f"{device:<8}{r['best']:>15.4f}{r['median']:>10.4f}{r['cpu']:>12.4f}{speedup:>8.1f}x{r['worst']:>13.1e}  {verdict}  [{label}]")
 
 
 if __name__ == "__main__":

@@ -363,6 +363,7 @@ def score_plan(
     with _threads_per_op(max(1, _cores() // workers) if dev.type == "cpu" else None):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
             pending: dict[Future, str] = {}
+            order: dict[Future, int] = {}
             queue = iter(todo)
             try:
                 while True:
@@ -370,18 +371,26 @@ def score_plan(
                         stem = next(queue, None)
                         if stem is None:
                             break
-                        pending[pool.submit(_score_pair, plan, stem, dev)] = stem
+                        future = pool.submit(_score_pair, plan, stem, dev)
+                        pending[future] = stem
+                        order[future] = len(order)
                     if not pending:
                         break
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
+                    errors = []
+                    for future in sorted(finished, key=order.__getitem__):  # every finished pair is kept before an error stops the run
                         stem = pending.pop(future)
+                        if future.exception() is not None:
+                            errors.append(future.exception())
+                            continue
                         values, flat_paths = future.result()
                         results[stem] = values
                         flat.update(dict.fromkeys(flat_paths))
                         if journal is not None:
                             journal.add(stem, values)
                         events.advance(STAGE, 1, stem)
+                    if errors:
+                        raise errors[0]
             except BaseException:
                 for future in pending:
                     future.cancel()

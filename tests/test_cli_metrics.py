@@ -16,6 +16,7 @@ from fusedet.cli import app
 from fusedet.errors import InputError
 from fusedet.eval.fusion_metrics import METRIC_NAMES, TABLE_ORDER
 from fusedet.eval.metrics_folders import JOURNAL_NAME, score_folders
+from fusedet.eval.vifb_metrics import VIFB_METRICS
 from fusedet.events import RecordingEvents
 
 STEMS = ("07", "19", "20")  # the smallest TNO pairs (256x256, 360x270)
@@ -224,3 +225,74 @@ def test_cuda_without_cuda(tno):
         pytest.skip("CUDA is available here")
     root, _ = tno
     _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "no CUDA GPU")
+
+
+def test_both_conventions_write_a_folder_each_and_the_difference_report(tno):
+    root, golden = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"mean={root / 'mean'}", "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--out", out)
+    assert result.exit_code == 0, result.output
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    per = {f"{c}/metrics.{e}" for c in ("cddfuse", "vifb") for e in ("csv", "md", "tex", "json")}
+    assert files == per | {"conventions.md", "conventions.json"}
+    cdd = json.loads((out / "cddfuse" / "metrics.json").read_text())
+    vifb = json.loads((out / "vifb" / "metrics.json").read_text())
+    assert cdd["max"]["convention"] == "cddfuse" and vifb["max"]["convention"] == "vifb"
+    assert list(vifb["max"]["mean"]) == list(VIFB_METRICS)
+    for stem in STEMS:  # the cddfuse values are still the golden ones when both run
+        assert cdd["max"]["per_image"][stem]["VIF"] == pytest.approx(golden["max"]["per_image"][stem]["VIF"], rel=1e-3)
+    report = json.loads((out / "conventions.json").read_text())
+    assert report["pairs"] == 3 and report["conventions"] == ["cddfuse", "vifb"]
+    rows = {r["cddfuse"]: r for r in report["metrics"]}
+    assert list(rows) == ["EN", "SF", "AG", "SD", "MI", "Qabf", "SSIM"]
+    assert rows["SD"]["vifb"] == "Variance" and rows["SSIM"]["vifb"] == "Ssim" and "window" in rows["SSIM"]["reason"]
+    for r in rows.values():
+        for method in ("mean", "max"):
+            v = r["methods"][method]
+            assert v["cddfuse"] == pytest.approx(cdd[method]["mean"][r["cddfuse"]], rel=1e-12)
+            assert v["vifb"] == pytest.approx(vifb[method]["mean"][r["vifb"]], rel=1e-12)
+            assert v["ratio"] == pytest.approx(v["vifb"] / v["cddfuse"], rel=1e-12)
+    # AG: VIFB divides the same kind of sum by (r-1)(c-1) instead of r c, so vifb / cddfuse is a little above 1
+    assert 1.0 < rows["AG"]["methods"]["max"]["ratio"] < 1.01
+    md = (out / "conventions.md").read_text()
+    assert "| SD / Variance | mean |" in md and rows["MI"]["reason"] in md
+    assert "cddfuse vs vifb" in result.output
+
+
+def test_metric_names_of_either_convention_and_bad_conventions(tno):
+    root, _ = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--metrics", "EN,Qcb", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((out / "cddfuse" / "metrics.json").read_text())["max"]["mean"]) == ["EN"]
+    assert list(json.loads((out / "vifb" / "metrics.json").read_text())["max"]["mean"]) == ["Entropy", "Qcb"]
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "vifbb"), "unknown metric convention 'vifbb'", "did you mean 'vifb'")
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "vifb", "--metrics", "CC"), "unknown metric name(s): CC")
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--metrics", "Qcb"), "none of the metrics", "cddfuse")
+
+
+def test_nearly_flat_16bit_inputs_are_named_in_a_note(tno):
+    root, _ = tno
+    ir = cv2.imread(str(root / "ir" / "07.png"), cv2.IMREAD_GRAYSCALE).astype(np.uint16)
+    cv2.imwrite(str(root / "ir" / "07.png"), (7000 + ir * 8).astype(np.uint16))  # 14-bit counts in a narrow band
+    events = RecordingEvents()
+    run = score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN", events=events)
+    notes = [n for n in events.notes() if "nearly flat" in n]
+    assert len(notes) == 1 and "1 input image(s)" in notes[0] and str(root / "ir" / "07.png") in notes[0]
+    assert run.notes[-1] == notes[0]
+    result = _run(*_base(root), "--fused", f"max={root / 'max'}", "--metrics", "EN")
+    assert result.exit_code == 0 and "nearly flat" in result.output
+
+
+def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno):
+    import fusedet
+
+    root, golden = tno
+    assert fusedet.score_folders is score_folders
+    events = RecordingEvents()
+    run = fusedet.score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="VIF", events=events, workers=2)
+    assert events.calls[0] == ("start", "scoring pairs", 3) and events.calls[-1][0] == "finish"
+    assert events.done("scoring pairs") == 3 and run.pairs == 3 and run.resumed == 0 and run.paths == []
+    assert run.result.convention == "cddfuse" and run.differences is None
+    for stem in STEMS:
+        assert run.result.per_image["max"][stem]["VIF"] == pytest.approx(golden["max"]["per_image"][stem]["VIF"], rel=1e-3)

@@ -77,7 +77,7 @@ def metrics(
         "cddfuse",
         "--convention",
         help="Metric convention(s): cddfuse (CDDFuse's Evaluator.py, 11 metrics), vifb (VIFB's MATLAB metrics, 13), "
-        "or cddfuse,vifb (both, plus a report of how they differ). Default: cddfuse.",
+        "or cddfuse,vifb (both, plus a report of how they differ).",
     ),
     metric_names: str | None = typer.Option(
         None,
