@@ -451,7 +451,8 @@ class _VIF(_Metric):
         """Sum over pixels of log1p(ratio) (see the class docstring); stats = E[F], E[F^2], E[AF], E[BF]
         (centred or not, as mu1 is); `flat`: N x h x w windows where F is constant (statistics 0)."""
         mu2 = stats[0]
-        var2 = torch.addcmul(stats[1], mu2, mu2, value=-1).clamp_(min=0.0)
+        # sigma2^2 is not clipped at 0 here: below 0 it only lowers sv^2 + sigma_n^2, which is clipped at sigma_n^2 + eps
+        var2 = torch.addcmul(stats[1], mu2, mu2, value=-1)
         cov = torch.addcmul(stats[2:], mu1, mu2, value=-1).clamp_(min=0.0)  # 2 x N x h x w
         if flat is not None:
             var2.masked_fill_(flat, 0.0)
@@ -507,8 +508,15 @@ class _Qabf(_Metric):
     def _edges(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Edge strength sqrt(gx^2 + gy^2) and angle arctan(gy / gx) (pi/2 where gx == 0), float32."""
         gx, gy = sobel_same(x)
-        strength = torch.mul(gx, gx).addcmul_(gy, gy).sqrt_()
-        angle = torch.div(gy, gx).atan_().masked_fill_(gx == 0, math.pi / 2)
+        if gx.device.type == "cpu":  # one pass: OpenCV's magnitude, per 2-D map
+            h, w = gx.shape[-2:]
+            strength = torch.empty_like(gx)
+            for sx, sy, out in zip(gx.reshape(-1, h, w).numpy(), gy.reshape(-1, h, w).numpy(), strength.view(-1, h, w).numpy(), strict=True):
+                cv2.magnitude(sx, sy, magnitude=out)
+        else:
+            strength = torch.mul(gx, gx).addcmul_(gy, gy).sqrt_()
+        angle = torch.div(gy, gx).atan_()
+        angle[gx == 0] = math.pi / 2
         return strength, angle
 
     def __init__(self, src):
@@ -516,15 +524,16 @@ class _Qabf(_Metric):
         g, angle = self._edges(src.stacked)
         self.g, self.angle = g.unsqueeze(1), angle.unsqueeze(1)  # 2 x 1 x H x W
         self.den = float(_total(g).sum())
+        # Q_a = TA sigmoid(-KA (1 - |aS - aF| / (pi/2) - DA)) = TA sigmoid(k_a |aS - aF| + c_a)
+        self.k_a, self.c_a = self.KA / (math.pi / 2), -self.KA * (1 - self.DA)
 
     def __call__(self, fused):
         g_f, a_f = self._edges(fused.f)  # N x H x W
         g_s = self.g
         ratio = torch.minimum(g_s, g_f).div_(torch.maximum(g_s, g_f))
         ratio = torch.where(g_s == g_f, g_f, ratio)  # reference quirk: G = gF where gS == gF
-        q = ratio.sub_(self.DG).mul_(-self.KG).sigmoid_()
-        # Q_a = sigmoid(-KA (1 - |aS - aF| / (pi/2) - DA))
-        q_a = torch.sub(self.angle, a_f).abs_().mul_(self.KA / (math.pi / 2)).add_(-self.KA * (1 - self.DA)).sigmoid_()
+        q = ratio.mul_(-self.KG).add_(self.KG * self.DG).sigmoid_()  # sigmoid(-KG (G - DG))
+        q_a = torch.sub(self.angle, a_f).abs_().mul_(self.k_a).add_(self.c_a).sigmoid_()
         q.mul_(q_a).mul_(g_s)
         num = _total(q).sum(dim=0) * (self.TG * self.TA)
         if self.den == 0:
@@ -559,14 +568,15 @@ class _SSIM(_Metric):
         self.sc = sc.unsqueeze(1)
         self.s_sq_c1 = (s * s).add_(self.C1).unsqueeze(1)
         self.var_c2 = (ssc * self.P - sc * sc).add_(self.C2).unsqueeze(1)
+        self.c1 = torch.tensor(self.C1, dtype=xc.dtype, device=xc.device)
 
     def __call__(self, fused):
         sums = box_sums_valid(fused.centred_maps, self.WIN)
         sc_f, ssc_f, sxc = sums[0], sums[1], sums[2:]
         s_f = sc_f + CENTRE * self.P
-        lum = torch.mul(self.s, s_f).mul_(2).add_(self.C1).div_(torch.addcmul(self.s_sq_c1, s_f, s_f))
-        var_f = torch.mul(ssc_f, self.P).addcmul_(sc_f, sc_f, value=-1)
-        cs = torch.mul(sxc, self.P).addcmul_(self.sc, sc_f, value=-1).mul_(2).add_(self.C2).div_(var_f + self.var_c2)
+        lum = torch.addcmul(self.c1, self.s, s_f, value=2).div_(torch.addcmul(self.s_sq_c1, s_f, s_f))
+        den = torch.addcmul(self.var_c2, sc_f, sc_f, value=-1).add_(ssc_f, alpha=self.P)
+        cs = torch.mul(sxc, 2 * self.P).add_(self.C2).addcmul_(self.sc, sc_f, value=-2).div_(den)
         return (_total(lum.mul_(cs)) / lum[0, 0].numel()).sum(dim=0).cpu()
 
 
