@@ -61,21 +61,19 @@ def rgb2gray(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """MATLAB ``[dx, dy] = gradient(X)`` with unit spacing: dx along columns, dy along rows, H x W each.
+    """MATLAB ``[dx, dy] = gradient(X)`` with unit spacing: dx along columns, dy along rows, H x W each (the
+    input's dtype; exact for integer images in float32 or float64).
 
     Inside: (x[j+1] - x[j-1]) / 2; first and last column (row): the one-sided difference. Needs H, W >= 2.
     """
-
-    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
-        n = t.shape[dim]
-        first = t.narrow(dim, 1, 1) - t.narrow(dim, 0, 1)
-        last = t.narrow(dim, n - 1, 1) - t.narrow(dim, n - 2, 1)
-        if n == 2:
-            return torch.cat([first, last], dim=dim)
-        inner = (t.narrow(dim, 2, n - 2) - t.narrow(dim, 0, n - 2)) / 2.0
-        return torch.cat([first, inner, last], dim=dim)
-
-    return along(x, -1), along(x, -2)
+    dx, dy = torch.empty_like(x), torch.empty_like(x)
+    torch.sub(x[..., :, 2:], x[..., :, :-2], out=dx[..., :, 1:-1]).mul_(0.5)
+    torch.sub(x[..., :, 1], x[..., :, 0], out=dx[..., :, 0])
+    torch.sub(x[..., :, -1], x[..., :, -2], out=dx[..., :, -1])
+    torch.sub(x[..., 2:, :], x[..., :-2, :], out=dy[..., 1:-1, :]).mul_(0.5)
+    torch.sub(x[..., 1, :], x[..., 0, :], out=dy[..., 0, :])
+    torch.sub(x[..., -1, :], x[..., -2, :], out=dy[..., -1, :])
+    return dx, dy
 
 
 def freqspace_meshgrid(m: int, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

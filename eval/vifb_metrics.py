@@ -71,6 +71,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from functools import cached_property, lru_cache
 
+import cv2
 import numpy as np
 import torch
 
@@ -119,6 +120,8 @@ def vifb_levels(image: Images, name: str = "image") -> torch.Tensor:
     is_torch = isinstance(image, torch.Tensor)
     if not is_torch and not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a numpy array or torch tensor, got {type(image).__name__}")
+    if not is_torch and image.dtype == np.uint8 and image.ndim == 2:  # 8-bit gray levels as they are
+        return torch.from_numpy(image).to(torch.float64).unsqueeze(0)
     x = image.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(image))
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
@@ -169,7 +172,8 @@ def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
 
 
 def _entropy_nats(counts: torch.Tensor) -> float:
-    p = counts[counts > 0].to(torch.float64) / counts.sum()
+    counts = counts.reshape(-1).to(torch.float64)
+    p = counts[counts > 0] / counts.sum()
     return float(-(p * torch.log(p)).sum())
 
 
@@ -196,26 +200,32 @@ class _Channel:
 
     @cached_property
     def mutinf_index(self) -> torch.Tensor:
-        """metricsMutinf.m: ``int16(255 * (x - min) / (max - min))`` (0 for a constant image), as 0-based bins."""
+        """metricsMutinf.m: ``int16(255 * (x - min) / (max - min))`` (0 for a constant image), as 0-based bins
+        (H x W uint8): the same arithmetic on the 256 possible levels, then a table look-up."""
         lo, hi = float(self.x.min()), float(self.x.max())
         if hi == lo:
-            return torch.zeros_like(self.levels)
-        return matlab_round(((self.x - lo) / (hi - lo)) * 255.0).reshape(-1).to(torch.int64)
+            return torch.zeros(self.x.shape, dtype=torch.uint8, device=self.x.device)
+        levels = torch.arange(256, dtype=torch.float64, device=self.x.device)
+        table = matlab_round(((levels - lo) / (hi - lo)) * 255.0).clamp_(0, 255).to(torch.uint8)
+        return table[self.x.to(torch.int64)]
 
     @cached_property
     def mutinf_entropy(self) -> float:
-        return _entropy_nats(torch.bincount(self.mutinf_index, minlength=256))
+        return _entropy_nats(torch.bincount(self.mutinf_index.reshape(-1).to(torch.int64), minlength=256))
 
     @cached_property
     def normalized(self) -> torch.Tensor:
         """normalize1 of metricsQcb.m / metricsQcv.m: round(255 (x - min) / (max - min)); an all-zero image
-        stays zero, any other constant image becomes NaN (0 / 0), as in MATLAB."""
+        stays zero, any other constant image becomes NaN (0 / 0), as in MATLAB. The same arithmetic on the
+        256 possible levels, then a table look-up."""
         lo, hi = float(self.x.min()), float(self.x.max())
         if hi == 0 and lo == 0:
             return self.x
         if hi == lo:
             return torch.full_like(self.x, math.nan)
-        return matlab_round(((self.x - lo) / (hi - lo)) * 255.0)
+        levels = torch.arange(256, dtype=torch.float64, device=self.x.device)
+        table = matlab_round(((levels - lo) / (hi - lo)) * 255.0)
+        return table[self.x.to(torch.int64)]
 
     @cached_property
     def spectrum(self) -> torch.Tensor:
@@ -239,16 +249,26 @@ class _Channel:
 
     @cached_property
     def qabf_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(strength, angle) of metricsQabf.m on the 255 * im2double(double(x)) scale."""
+        """(strength, angle) of metricsQabf.m on the 255 * im2double(double(x)) scale: the strength in float64
+        (exact comparisons gS == gF), the angle atan(SY / SX) (pi/2 where SX == 0) in float32."""
         sx, sy = sobel_same(255.0 * self.x)  # SAx = conv2(pA, h3, 'same'), SAy = conv2(pA, h1, 'same')
         g = torch.sqrt(sx * sx + sy * sy)
-        angle = torch.where(sx == 0, torch.full_like(sx, math.pi / 2), torch.atan(sy / sx))
+        angle = torch.div(sy, sx).to(torch.float32).atan_()
+        angle[sx == 0] = math.pi / 2
         return g, angle
 
     @cached_property
+    def centred32(self) -> torch.Tensor:
+        """x - 128 in float32 (exact): the values Ssim's windowed statistics are taken of."""
+        return (self.x - 128.0).to(torch.float32)
+
+    @cached_property
     def ssim_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, sigma^2) of metricsSsim.m: filter2(w, x, 'valid'), filter2(w, x.*x, 'valid') - mu^2."""
-        stats = filter2d_valid(torch.stack([self.x, self.x * self.x]), _SSIM_TAPS)
+        """(mu - 128, sigma^2) of metricsSsim.m (filter2(w, x, 'valid'), filter2(w, x.*x, 'valid') - mu^2), of
+        the centred values, in float32 (the same statistics; rounding about 1e-3 on sigma^2, against
+        C2 = 58.5 in every term)."""
+        c = self.centred32
+        stats = filter2d_valid(torch.stack([c, c * c]), _SSIM_TAPS)
         mu = stats[0]
         return mu, stats[1] - mu * mu
 
@@ -257,8 +277,10 @@ class _Channel:
 
 
 def _avg_gradient(vi: _Channel, ir: _Channel, f: _Channel) -> float:
-    dx, dy = gradient(f.x)
-    s = torch.sqrt((dx * dx + dy * dy) / 2.0)
+    """sum(sqrt((dx^2 + dy^2) / 2)) / ((r-1)(c-1)) with MATLAB gradient's differences, in float32 (the
+    differences of 8-bit levels and their halves are exact there; the root and the cascade sum round at 1e-7)."""
+    dx, dy = gradient(f.x.to(torch.float32))
+    s = dx.mul_(dx).addcmul_(dy, dy).mul_(0.5).sqrt_()
     return float(s.sum()) / ((f.m - 1) * (f.n - 1))
 
 
@@ -272,6 +294,11 @@ def _cross_entropy(vi: _Channel, ir: _Channel, f: _Channel) -> float:
 
 
 def _edge_intensity(vi: _Channel, ir: _Channel, f: _Channel) -> float:
+    if f.x.device.type == "cpu":  # the same responses up to sign: OpenCV's Sobel with replicated borders
+        img = f.x.numpy()
+        gx = cv2.Sobel(img, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        gy = cv2.Sobel(img, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+        return float(cv2.magnitude(gx, gy).mean())
     gx, gy = sobel_replicate(f.x)
     return float(torch.sqrt(gx * gx + gy * gy).mean())
 
@@ -282,7 +309,11 @@ def _entropy(vi: _Channel, ir: _Channel, f: _Channel) -> float:
 
 def _mutinf(vi: _Channel, ir: _Channel, f: _Channel) -> float:
     def mi(src: _Channel) -> float:
-        joint = torch.bincount(src.mutinf_index * 256 + f.mutinf_index, minlength=65536)
+        a, b = src.mutinf_index, f.mutinf_index
+        if a.device.type == "cpu":  # exact counts (below 2**24) from OpenCV's 2-D histogram
+            joint = torch.from_numpy(cv2.calcHist([a.numpy(), b.numpy()], [0, 1], None, [256, 256], [0, 256, 0, 256]).astype(np.float64))
+        else:
+            joint = torch.bincount(a.reshape(-1).to(torch.int64) * 256 + b.reshape(-1).to(torch.int64), minlength=65536)
         return src.mutinf_entropy + f.mutinf_entropy - _entropy_nats(joint)
 
     return mi(vi) + mi(ir)
@@ -290,8 +321,8 @@ def _mutinf(vi: _Channel, ir: _Channel, f: _Channel) -> float:
 
 def _vifb_mse(src: _Channel, f: _Channel) -> float:
     """``mse`` of metricsPsnr.m / metricsRmse.m: sqrt(sum((a - b)^2)) / (m n)."""
-    d = src.x - f.x
-    return math.sqrt(float((d * d).sum())) / src.count
+    d = (src.x - f.x).to(torch.float32)  # integers: exact
+    return math.sqrt(float(d.mul_(d).sum())) / src.count
 
 
 def _rmse(vi: _Channel, ir: _Channel, f: _Channel) -> float:
@@ -306,16 +337,16 @@ def _psnr(vi: _Channel, ir: _Channel, f: _Channel) -> float:
 
 def _qabf(vi: _Channel, ir: _Channel, f: _Channel) -> float:
     g_f, a_f = f.qabf_edges
-    num = torch.zeros((), dtype=torch.float64, device=f.x.device)
-    den = torch.zeros((), dtype=torch.float64, device=f.x.device)
+    num, den = 0.0, 0.0
     for src in (vi, ir):
         g_s, a_s = src.qabf_edges
-        ratio = torch.where(g_s > g_f, g_f / g_s, torch.where(g_s == g_f, g_f, g_s / g_f))
-        aaf = 1.0 - (a_s - a_f).abs() / (math.pi / 2)
-        q = (_TG / (1.0 + torch.exp(_KG * (ratio - _DG)))) * (_TA / (1.0 + torch.exp(_KA * (aaf - _DA))))
-        num = num + (q * g_s).sum()
-        den = den + g_s.sum()
-    return float(num / den) if float(den) != 0 else math.nan
+        ratio = torch.where(g_s > g_f, g_f / g_s, torch.where(g_s == g_f, g_f, g_s / g_f)).to(torch.float32)
+        # Tg / (1 + exp(kg (G - Dg))) = Tg sigmoid(-kg (G - Dg)), and the same for the angle term (float32)
+        q = ratio.sub_(_DG).mul_(-_KG).sigmoid_()
+        q_a = torch.sub(a_s, a_f).abs_().mul_(-1.0 / (math.pi / 2)).add_(1.0 - _DA).mul_(-_KA).sigmoid_()
+        num += float((q.mul_(q_a) * g_s.to(torch.float32)).sum()) * (_TG * _TA)
+        den += float(g_s.sum())
+    return num / den if den != 0 else math.nan
 
 
 def _qcb(vi: _Channel, ir: _Channel, f: _Channel) -> float:
@@ -343,13 +374,14 @@ def _qcv(vi: _Channel, ir: _Channel, f: _Channel) -> float:
 
 
 def _ssim(vi: _Channel, ir: _Channel, f: _Channel) -> float:
-    mu_f, var_f = f.ssim_stats
+    mu_f, var_f = f.ssim_stats  # centred means
     total = 0.0
     for src in (vi, ir):
         mu_s, var_s = src.ssim_stats
-        cov = filter2d_valid(src.x * f.x, _SSIM_TAPS) - mu_s * mu_f
-        ssim_map = ((2 * mu_s * mu_f + _SSIM_C1) * (2 * cov + _SSIM_C2)) / ((mu_s * mu_s + mu_f * mu_f + _SSIM_C1) * (var_s + var_f + _SSIM_C2))
-        total += float(ssim_map.mean())
+        cov = filter2d_valid(src.centred32 * f.centred32, _SSIM_TAPS) - mu_s * mu_f  # covariance: centring changes nothing
+        ua, ub = mu_s + 128.0, mu_f + 128.0
+        ssim_map = ((2 * ua * ub + _SSIM_C1) * (2 * cov + _SSIM_C2)) / ((ua * ua + ub * ub + _SSIM_C1) * (var_s + var_f + _SSIM_C2))
+        total += float(ssim_map.sum()) / ssim_map.numel()
     return total
 
 
