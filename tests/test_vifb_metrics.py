@@ -181,8 +181,8 @@ def test_gemm_filter_path_gives_the_same_values(monkeypatch):
     monkeypatch.setattr(vm, "filter2d_valid", gemm_valid)
     monkeypatch.setattr(mc, "filter2d_same", gemm_same)
     got = compute_metrics(ir, vi, f, convention="vifb")
-    for m in vm.VIFB_METRICS:
-        assert got[m] == pytest.approx(expected[m], rel=1e-9), m
+    for m in vm.VIFB_METRICS:  # Ssim's statistics are float32: summed in another order there
+        assert got[m] == pytest.approx(expected[m], rel=1e-6 if m == "Ssim" else 1e-9), m
 
 
 def test_gray_stored_as_rgb_is_gray_and_colour_is_per_channel():
