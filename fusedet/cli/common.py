@@ -126,6 +126,3 @@ class RichEvents:
             total = self._totals.get(stage)
             done = total if total is not None else 1
             self.progress.update(task, completed=done, total=done, status=escape(status))
-
-
-handle_errors = command  # the name the commands used before ``command`` ran them in a session
