@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusedet import runtime
+from fusedet import distributed, runtime
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_report import DetectionReport
@@ -29,6 +29,7 @@ from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.evaluation import Evaluation
 from fusedet.events import Events, as_events
+from fusedet.fused_cache import default_cache_dir
 from fusedet.settings import DetectorSettings, FinetuneSettings, ReportSettings, RunSettings
 from fusedet.sources import Source
 from fusedet.yolo_export import TRAIN_SPLITS, export_sources, write_data_yaml
@@ -54,14 +55,16 @@ def train_protocol(
     run: RunSettings,
 ) -> dict[str, TrainedDetector]:
     """Train per ``train.protocol`` on exported sources; returns the detectors by model name
-    ('shared', or each source's name under 'per-source'), trained in OUT/train/NAME."""
+    ('shared', or each source's name under 'per-source'), trained in OUT/train/NAME on the data yaml
+    OUT/train/data-NAME.yaml (in the run's folder: the export under the cache is shared by every run
+    on the machine, the choice of sources is this run's)."""
     root, dirs = export
     has_val = bool(dataset.split("val"))
     groups = {"shared": list(sources)} if train.protocol == "shared" else {s.name: [s] for s in sources}
     device = str(resolve_device(run.device))
     trained = {}
     for name, members in groups.items():
-        data_yaml = write_data_yaml(root / f"data-{name}.yaml", [dirs[s.name] for s in members], dataset.classes, has_val)
+        data_yaml = write_data_yaml(out / "train" / f"data-{name}.yaml", [dirs[s.name] for s in members], dataset.classes, has_val)
         best, seconds, resumed = train_detector(data_yaml, out / "train" / name, train, device, run.workers)
         trained[name] = TrainedDetector(name, tuple(s.name for s in members), best, data_yaml, seconds, resumed)
     return trained
@@ -94,13 +97,16 @@ def finetune(
     `sources`: parsed sources (fusedet.sources.parse_sources, with the same cache folder as
     ``run.cache_dir``). `detector`: the evaluation settings (its weights are replaced by the trained
     ones; image size and batch default to the training's). Raises InputError for bad input before any
-    long work, TrainingError when ultralytics' training fails."""
+    long work (and under torchrun: fine-tuning is one process), TrainingError when ultralytics'
+    training fails."""
+    if distributed.from_env()[0] > 1:
+        raise InputError("fine-tuning runs as one process, not under torchrun (every process would train the same detectors "
+                         "into the same folder); run fusedet finetune directly")
     train = train or FinetuneSettings()
     run = run or RunSettings()
     events = as_events(events)
     out = Path(out)
-    if run.cache_dir is None:
-        run = dataclasses.replace(run, cache_dir=out / "cache")
+    run = dataclasses.replace(run, cache_dir=default_cache_dir(run))
     detector = detector or DetectorSettings(imgsz=train.imgsz, batch=train.batch)
     if not dataset.split("train"):
         raise InputError(f"dataset {dataset.name!r} has no train pairs to fine-tune on (split: {dataset.split_source})")

@@ -5,11 +5,13 @@ Under ``CACHE/yolo/<dataset>-<hash>/``::
     SOURCE-<hash>/images/{train,val}/STEM.png   what the detector sees for that source (8-bit; IR gray,
                                                 visible RGB, fused RGB hard-linked from the fused cache)
     SOURCE-<hash>/labels/{train,val}/STEM.txt   `class x_center y_center width height`, normalised
-    data-NAME.yaml                              the folders (absolute paths) and the class names in order
 
 The export folder's hash covers the dataset's train/val records (stems, boxes, labels, the pair files'
 stamps) and each source folder's hash its identity, so an export is reused, and an interrupted export
-resumes (finished files are kept). A dataset without val pairs is validated on its train pairs.
+resumes (finished files are kept). The cache is the machine's by default (fusedet.fused_cache.default_cache_dir),
+so every fine-tuning run on the machine shares the export; files are written atomically, so concurrent runs
+may. A run's data yaml (`write_data_yaml`: the folders of its sources and the class names) lives in its own
+output folder. A dataset without val pairs is validated on its train pairs.
 """
 
 from __future__ import annotations
