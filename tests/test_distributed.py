@@ -229,3 +229,13 @@ def test_torchrun_fuse_shares_the_pairs_and_resumes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [f"p{i}.png" for i in range(7)]
     for i in range(7):
         assert (tmp_path / "two" / f"p{i}.png").read_bytes() == (tmp_path / "one" / f"p{i}.png").read_bytes()
+
+
+def test_finetune_is_one_process(monkeypatch, tmp_path):
+    from fusedet.fine_tuning import finetune
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "localhost")
+    data = synthetic_dataset(tmp_path / "data", n=2)
+    with pytest.raises(InputError, match="not under torchrun"):
+        finetune(data, parse_sources("ir"), tmp_path / "out")
