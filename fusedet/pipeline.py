@@ -103,15 +103,15 @@ class FusionDetector:
         """
         if vis is None:
             picture = read_image(image, self.run_settings.vis_range) if isinstance(image, (str, os.PathLike)) else _as_float(image)
-        elif source == "fused":
-            picture = self.fuse(image, vis)
-        elif source == "ir":
-            picture = as_ir(image, self.run_settings.ir_range)
-        elif source in ("vi", "vis"):
-            picture = as_vis(vis, self.run_settings.vis_range)
-        else:
+            return self.detector.detect([picture], classes)[0]
+        views = {
+            "fused": lambda: self.fuse(image, vis),
+            "ir": lambda: as_ir(image, self.run_settings.ir_range),
+            "vi": lambda: as_vis(vis, self.run_settings.vis_range),
+        }
+        if source not in views:
             raise InputError(f"source must be 'fused', 'ir' or 'vi', got {source!r}")
-        return self.detector.detect([picture], classes)[0]
+        return self.detector.detect([views[source]()], classes)[0]
 
     @runtime.in_session
     def evaluate(

@@ -15,7 +15,6 @@ field); change one with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import numbers
 import os
@@ -250,8 +249,3 @@ def split_overrides(overrides: Mapping[str, Any], *kinds: type) -> list[dict[str
             every = sorted(set().union(*names))
             raise InputError(f"unknown setting {key!r}{closest(key, every)}; settings: {', '.join(every)}")
     return out
-
-
-def with_overrides(settings, values: Mapping[str, Any]):
-    """`settings` with `values` replaced (dataclasses.replace), validated again."""
-    return dataclasses.replace(settings, **values) if values else settings
