@@ -109,15 +109,12 @@ class Evaluation:
         self.ranges = RangeLog()  # how every IR and visible image was brought to [0, 1]
         self.resumed: list[str] = []
         self.rank_timings: list[dict[str, float]] = []  # every process's timings (a sharded run)
-        self._world: distributed.World | None = None
         self._checked = False
 
     @property
     def world(self) -> distributed.World:
         """The processes sharing this run (fusedet.distributed.current; one outside torchrun)."""
-        if self._world is None:
-            self._world = distributed.current()
-        return self._world
+        return distributed.current()
 
     # --- stages --------------------------------------------------------------------------------
 
@@ -127,7 +124,8 @@ class Evaluation:
             counts = {s: len(self.dataset.split(s)) for s in ("train", "val", "test")}
             raise InputError(f"split {self.settings.split!r} of dataset {self.dataset.name!r} has no pairs (pairs per split: {counts})")
         pairs = hashlib.sha256(json.dumps([[r.stem for r in self.records], self.classes]).encode()).hexdigest()
-        self.world.agree(pairs, f"the pairs of split {self.settings.split!r} and the classes")
+        with runtime.session():
+            self.world.agree(pairs, f"the pairs of split {self.settings.split!r} and the classes")
         for source in self.sources:
             source.check(self.records)
         self.mappings = {name: det.class_mapping(self.classes) for name, det in self.detectors.items()}
@@ -139,15 +137,15 @@ class Evaluation:
         """The split's boxes as a COCO ground-truth dict, written to ground_truth.json."""
         start = time.perf_counter()
         gt = coco_ground_truth(self.records, self.classes)
-        if self.world.main:
+        if distributed.is_main_process():
             write_json(self.out / "ground_truth.json", gt)
         self.timings["ground truth"] = time.perf_counter() - start
         return gt
 
     def detections(self, source: Source) -> list[dict]:
         """COCO results of `source` on the split (reused from an earlier run when its resume key
-        matches). In a sharded run: rank 0 returns every share's results joined, the other ranks
-        their own share's."""
+        matches). In a sharded run (inside a fusedet.runtime session, as ``run()`` calls it): rank 0
+        returns every share's results joined, the other ranks their own share's."""
         detector = self.detectors[source.name]
         key = self._resume_key(source, detector)
         stage = f"{source.name}: {'fuse + detect' if isinstance(source, FusedSource) else 'detect'}"
@@ -335,7 +333,7 @@ class Evaluation:
             "sources": [s.provenance() for s in self.sources],
             "fused_cache": str(self.settings.cache_dir.resolve()) if self.settings.cache_dir else None,
             "resumed_sources": self.resumed,
-            "processes": self.world.size,
+            "processes": distributed.from_env()[0],
             **({"timings_s_by_rank": [{k: round(v, 3) for k, v in t.items()} for t in self.rank_timings]} if self.rank_timings else {}),
             "paper_rows": sorted(report.paper_rows),
             "report": {"baseline": report.baseline, "groups": list(report.groups)},
