@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusedet import runtime
+from fusedet import distributed, runtime
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_report import DetectionReport
@@ -34,6 +34,7 @@ from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.evaluation import Evaluation, check_report_inputs
 from fusedet.events import Events, as_events
+from fusedet.fused_cache import default_cache_dir
 from fusedet.settings import DetectorSettings, FinetuneSettings, ReportSettings, RunSettings
 from fusedet.sources import Source
 from fusedet.yolo_export import TRAIN_SPLITS, data_fingerprint, export_sources, write_data_yaml
@@ -118,13 +119,15 @@ def train_protocol(
     events: Events | None = None,
 ) -> dict[str, TrainedDetector]:
     """Carry out the training `plans` (`check_finetune`) on exported sources; returns the detectors by
-    model name ('shared', or each source's name under 'per-source')."""
-    root, dirs = export
+    model name ('shared', or each source's name under 'per-source'), each trained in its plan's folder
+    OUT/train/NAME on the data yaml OUT/train/data-NAME.yaml (in the run's folder: the export under the
+    cache is shared by every run on the machine, the choice of sources is this run's)."""
+    _, dirs = export
     has_val = bool(dataset.split("val"))
     device = str(resolve_device(run.device))
     trained = {}
     for plan in plans:
-        data_yaml = write_data_yaml(root / f"data-{plan.name}.yaml", [dirs[s] for s in plan.sources], dataset.classes, has_val)
+        data_yaml = write_data_yaml(plan.run_dir.parent / f"data-{plan.name}.yaml", [dirs[s] for s in plan.sources], dataset.classes, has_val)
         trained[plan.name] = train_detector(plan, data_yaml, train, device, run.workers, events)
     return trained
 
@@ -156,13 +159,16 @@ def finetune(
     `sources`: parsed sources (fusedet.sources.parse_sources, with the same cache folder as
     ``run.cache_dir``). `detector`: the evaluation settings (its weights are replaced by the trained
     ones; image size and batch default to the training's). Raises InputError for bad input before any
-    long work, TrainingError when ultralytics' training fails."""
+    long work (and under torchrun: fine-tuning is one process), TrainingError when ultralytics'
+    training fails."""
+    if distributed.from_env()[0] > 1:
+        raise InputError("fine-tuning runs as one process, not under torchrun (every process would train the same detectors "
+                         "into the same folder); run fusedet finetune directly")
     train = train or FinetuneSettings()
     run = run or RunSettings()
     events = as_events(events)
     out = Path(out)
-    if run.cache_dir is None:
-        run = dataclasses.replace(run, cache_dir=out / "cache")
+    run = dataclasses.replace(run, cache_dir=default_cache_dir(run))
     detector = detector or DetectorSettings(imgsz=train.imgsz, batch=train.batch)
     plans = check_finetune(dataset, sources, out, train, run, report, events)
     ranges = RangeLog()

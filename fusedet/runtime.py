@@ -20,6 +20,9 @@ changes and puts it back when it ends, so a Python caller's process is left as i
   is the first to import torch: a caller that has imported torch keeps its own settings.
 - **glibc malloc** (``keep_freed_memory``): asked for by the DMNet fuser on CPU; reset to glibc's
   default thresholds at the end.
+- **the processes of a torchrun launch** (fusedet.distributed.current): the connection to the
+  launch's key-value store, opened on first use and closed at the end (torch's default process
+  group is never initialised).
 
 What remains global after a session, because it cannot be undone: OpenMP's waiting policy once torch
 has loaded under it, the choices ultralytics makes once when it is first imported (offline mode, no

@@ -5,14 +5,16 @@ Under ``CACHE/yolo/<dataset>-<hash>/``::
     SOURCE-<hash>/images/{train,val}/STEM.png   what the detector sees for that source (8-bit; IR gray,
                                                 visible RGB, fused RGB hard-linked from the fused cache)
     SOURCE-<hash>/labels/{train,val}/STEM.txt   `class x_center y_center width height`, normalised
-    data-NAME.yaml                              the folders and the yaml's own folder (``path``), all
-                                                absolute, and the class names in order
 
 The export folder's hash covers the dataset's train/val records (stems, boxes, labels, the pair files'
 stamps) and each source folder's hash its identity, so an export is reused, and an interrupted export
-resumes (finished files are kept). A dataset without val pairs is validated on its train pairs. Every
-path handed to ultralytics is absolute, so nothing depends on the working folder or on ultralytics'
-own datasets folder. `data_fingerprint` gives each train/val pair's stamp, which a training folder
+resumes (finished files are kept). The cache is the machine's by default
+(fusedet.fused_cache.default_cache_dir), so every fine-tuning run on the machine shares the export;
+files are written atomically, so concurrent runs may. A run's data yaml (`write_data_yaml`: the
+folders of its sources, its own folder as ``path``, all absolute, and the class names in order) lives
+in its own output folder. A dataset without val pairs is validated on its train pairs. Every path
+handed to ultralytics is absolute, so nothing depends on the working folder or on ultralytics' own
+datasets folder. `data_fingerprint` gives each train/val pair's stamp, which a training folder
 records to refuse reuse on other data.
 """
 
