@@ -161,7 +161,7 @@ def test_failed_start_then_corrected_rerun_relative_paths_and_changed_data(tmp_p
     corrected command; relative --root, --out (default cache inside it) and --cache-dir; a finished
     training is reused only on the same pairs."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FUSEDET_CACHE")  # the default cache: OUT/cache
+    monkeypatch.setenv("FUSEDET_CACHE", "fcache")  # the machine's cache, given relative to the working folder
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
     load_dataset("demo", Path("data"), n_pairs=8)  # train 00000, 00001 hold no Motorcycle
     Path("split.txt").write_text("00000 train\n00001 train\n00006 test\n00007 test\n")
@@ -186,9 +186,9 @@ def test_failed_start_then_corrected_rerun_relative_paths_and_changed_data(tmp_p
     ran = model["ultralytics_args"]  # what ultralytics trained with
     assert (ran["mosaic"], ran["epochs"], ran["imgsz"], ran["batch"], ran["data"]) == (0, 1, 64, 2, model["data_yaml"])
     data_yaml = yaml.safe_load(open(model["data_yaml"]))
-    export = tmp_path / "out" / "cache" / "yolo"
-    assert Path(data_yaml["path"]).is_absolute() and Path(data_yaml["path"]).parent == export
-    assert all(Path(p).is_absolute() and Path(p).is_dir() for p in data_yaml["train"] + data_yaml["val"])
+    export = tmp_path / "fcache" / "yolo"  # the export is the machine's, the data yaml the run's
+    assert Path(model["data_yaml"]).parent == tmp_path / "out" / "train" and Path(data_yaml["path"]) == tmp_path / "out" / "train"
+    assert all(Path(p).is_absolute() and Path(p).is_dir() and export in Path(p).parents for p in data_yaml["train"] + data_yaml["val"])
     assert data_yaml["val"] == data_yaml["train"]  # no val pairs: validated on train
 
     image = Path("data/Ir/00001.png")
@@ -205,7 +205,8 @@ def test_failed_start_then_corrected_rerun_relative_paths_and_changed_data(tmp_p
     assert elsewhere.exit_code == 0, elsewhere.output
     run = json.loads(Path("out/run.json").read_text())
     assert run["training"]["models"]["ir"]["resumed_or_reused"]  # the same pairs, from another cache folder
-    assert run["training"]["models"]["ir"]["data_yaml"].startswith(str(tmp_path / "cache2" / "yolo"))
+    moved_yaml = yaml.safe_load(open(run["training"]["models"]["ir"]["data_yaml"]))
+    assert all(p.startswith(str(tmp_path / "cache2" / "yolo")) for p in moved_yaml["train"])
 
 
 def test_interrupted_training_resumes_in_a_moved_output_folder(tmp_path, cache, monkeypatch, no_network):
@@ -233,7 +234,7 @@ def test_interrupted_training_resumes_in_a_moved_output_folder(tmp_path, cache, 
     assert resumed.exit_code == 0, resumed.output
     model = json.loads((tmp_path / "moved" / "run.json").read_text())["training"]["models"]["vi"]
     assert model["resumed_or_reused"] and model["weights"] == str(tmp_path / "moved" / "train" / "vi" / "weights" / "best.pt")
-    assert model["ultralytics_args"]["data"].startswith(str(tmp_path / "moved" / "cache"))
+    assert model["ultralytics_args"]["data"].startswith(str(tmp_path / "moved" / "train"))
     assert model["ultralytics_args"]["save_dir"] == str(tmp_path / "moved" / "train" / "vi")
     assert "Resuming training" in (tmp_path / "moved" / "train" / "vi" / "train.log").read_text()
     assert not (tmp_path / "first").exists()  # nothing written to the old place
