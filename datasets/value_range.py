@@ -112,6 +112,23 @@ class RangeLog:
             if decision in self.WARN and path is not None:
                 self.files.setdefault((role, decision), []).append(str(path))
 
+    def update(self, other: RangeLog) -> None:
+        """Add `other`'s counts and named files to this log (another process's share of a run)."""
+        with self._lock:
+            self.counts.update(other.counts)
+            for key, paths in other.files.items():
+                self.files.setdefault(key, []).extend(paths)
+            for role, spec in other.specs.items():
+                self.specs.setdefault(role, spec)
+
+    def __getstate__(self) -> dict:  # picklable (sent between the processes of a sharded run)
+        with self._lock:
+            return {"counts": Counter(self.counts), "files": {k: list(v) for k, v in self.files.items()}, "specs": dict(self.specs)}
+
+    def __setstate__(self, state: dict) -> None:
+        self._lock = threading.Lock()
+        self.counts, self.files, self.specs = state["counts"], state["files"], state["specs"]
+
     def warning_count(self) -> int:
         """Images that were stretched automatically, flat, or nearly flat."""
         return sum(n for (_, d), n in self.counts.items() if d in self.WARN)

@@ -294,7 +294,7 @@ class DetectionReport:
             intervals = {s: {c: (_value(lo), _value(hi)) for c, lo, hi in zip(self.columns, *scores.intervals[metric][s])}
                          for s in self.sources}
         delta = None
-        if metric in scores.deltas and metric in scores.intervals and scores.baseline:
+        if metric in scores.deltas and metric in scores.intervals and scores.baseline and scores.deltas[metric]:
             delta = DeltaTable(
                 baseline=scores.baseline,
                 columns=self.columns,

@@ -3,8 +3,13 @@
 ``CACHE/fused/<fuser name>-<hash of the key>/<stem>-<hash of the pair's files>.png``: keyed by the
 fuser's cache key (weights, settings, version), the value ranges the pair is read with, and by the pair (the IR and VIS files' paths, sizes
 and modification times: fusedet.hashing.pair_digest), so pairs of two datasets with the same stems, or a
-dataset regenerated in place, never share an entry. Writes are atomic (temporary file + rename), so
-concurrent runs, or processes of one sharded run, may share a cache folder.
+dataset regenerated in place, never share an entry. Writes are atomic (a temporary file of the
+writer's own, then a rename), so concurrent runs, or the processes of one sharded run, may share a
+cache folder: a reader sees a whole entry or none, and two writers of one entry write the same bytes.
+
+By default (`default_cache_dir`) CACHE is the machine's fusedet cache, ``$FUSEDET_CACHE`` (default
+``~/.cache/fusedet``), shared by every run on the machine: a second output folder, or another subset
+of the sources, finds the images fused before. ``--cache-dir`` (``RunSettings.cache_dir``) overrides it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.io import write_image
 from fusedet.fusers import Fuser
 from fusedet.hashing import pair_digest
+from fusedet.runtime import fusedet_cache_root
+from fusedet.settings import RunSettings
+
+
+def default_cache_dir(run: RunSettings) -> Path:
+    """The cache folder of a run: its `cache_dir` when given, else the machine's fusedet cache
+    (``$FUSEDET_CACHE``, default ``~/.cache/fusedet``; fusedet.runtime.fusedet_cache_root). Fused
+    images go to ``CACHE/fused`` (this module), fine-tuning exports to ``CACHE/yolo``
+    (fusedet.yolo_export)."""
+    return Path(run.cache_dir) if run.cache_dir is not None else fusedet_cache_root()
 
 
 class FusedCache:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusedet import runtime
+from fusedet import distributed, runtime
 from fusedet.datasets.color import rgb_to_gray
 from fusedet.datasets.io import read_image, read_ir, read_vis
 from fusedet.datasets.records import DetectionDataset
@@ -30,6 +30,7 @@ from fusedet.detector import Detections, Detector
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.events import Events
+from fusedet.fused_cache import default_cache_dir
 from fusedet.fusers import Fuser, fuse_arrays, get_fuser
 from fusedet.settings import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, ReportSettings, RunSettings, split_overrides
 from fusedet.sources import Source, parse_sources
@@ -102,15 +103,15 @@ class FusionDetector:
         """
         if vis is None:
             picture = read_image(image, self.run_settings.vis_range) if isinstance(image, (str, os.PathLike)) else _as_float(image)
-        elif source == "fused":
-            picture = self.fuse(image, vis)
-        elif source == "ir":
-            picture = as_ir(image, self.run_settings.ir_range)
-        elif source in ("vi", "vis"):
-            picture = as_vis(vis, self.run_settings.vis_range)
-        else:
+            return self.detector.detect([picture], classes)[0]
+        views = {
+            "fused": lambda: self.fuse(image, vis),
+            "ir": lambda: as_ir(image, self.run_settings.ir_range),
+            "vi": lambda: as_vis(vis, self.run_settings.vis_range),
+        }
+        if source not in views:
             raise InputError(f"source must be 'fused', 'ir' or 'vi', got {source!r}")
-        return self.detector.detect([picture], classes)[0]
+        return self.detector.detect([views[source]()], classes)[0]
 
     @runtime.in_session
     def evaluate(
@@ -128,8 +129,10 @@ class FusionDetector:
         (a DetectionDataset, e.g. from fusedet.datasets.load_dataset, or a registered name loaded from
         `root`). `sources` defaults to ir, vi and this detector's fuser. With `out` every output file
         is written there (see fusedet.evaluation) and a rerun resumes; without it the run happens in a
-        temporary folder. `report` (ReportSettings) sets the main metric, the bootstrap intervals, the
-        baseline row and groups. `events` receives progress (fusedet.events). Returns the report
+        temporary folder (not under torchrun: the processes of a sharded run share `out`). Fused
+        images are cached in the run settings' `cache_dir`, else the machine's fusedet cache
+        (fusedet.fused_cache.default_cache_dir), so another run reuses them. `report` (ReportSettings)
+        sets the main metric, the bootstrap intervals, the baseline row and groups. `events` receives progress (fusedet.events). Returns the report
         (``.rows``: AP@0.5 per source and class; ``.table``: the main table, ``.to_markdown()``,
         ``.table.plot(path)``). Raises InputError for bad input, before any long work."""
         import tempfile
@@ -142,21 +145,15 @@ class FusionDetector:
 
             dataset = load_dataset(dataset, root, seed=run.seed)
         own = self.fuser_spec.name if isinstance(self.fuser_spec, Fuser) else str(self.fuser_spec)
+        if out is None and distributed.from_env()[0] > 1:
+            raise InputError("a sharded evaluation (torchrun) needs an output folder shared by its processes: pass out")
         with tempfile.TemporaryDirectory(prefix="fusedet-eval-") as tmp:
             out_dir = Path(out) if out is not None else Path(tmp)
-            run = dataclasses.replace(run, cache_dir=default_cache_dir(run, out_dir))
+            run = dataclasses.replace(run, cache_dir=default_cache_dir(run))
             parsed = parse_sources(sources if sources is not None else ["ir", "vi", own], device=self.device,
                                    fusers={own: lambda: self.fuser})
             engine = Evaluation(dataset, parsed, self.detector, out_dir, run=run, report=report, events=events)
             return engine.run()
-
-
-def default_cache_dir(run: RunSettings, out: str | os.PathLike) -> Path:
-    """The fused-image cache of a run: its `cache_dir`, else ``$FUSEDET_CACHE``, else ``OUT/cache``."""
-    if run.cache_dir is not None:
-        return Path(run.cache_dir)
-    env = os.environ.get("FUSEDET_CACHE")
-    return Path(env).expanduser() if env else Path(out) / "cache"
 
 
 def as_ir(value, ir_range: str = "auto") -> np.ndarray:

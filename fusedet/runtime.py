@@ -10,15 +10,26 @@ changes and puts it back when it ends, so a Python caller's process is left as i
 - **ultralytics globals** patched through ``patch()`` (see fusedet.ultralytics_env): its AMP check,
   its thread count, its event sender, its integration switches (in memory only: the settings file is
   not rewritten). Restored at the end.
-- **torch's CPU thread count** (``set_torch_threads``): restored at the end.
+- **OpenMP's waiting** (fusedet.threads): ``OMP_WAIT_POLICY=PASSIVE`` unless you chose a policy
+  (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``), so torch's threads sleep at barriers instead of
+  spinning: on a busy machine spinning threads take the cores the late ones need. OpenMP reads it
+  when torch is first imported, so it acts only when fusedet's command or call is the first to import
+  torch (the CLI is); the variable is removed again at the end.
+- **torch's CPU thread count** (``set_torch_threads``): ``OMP_NUM_THREADS`` when you set it, else
+  every usable core (fusedet.threads.torch_threads); restored at the end. Both only when the session
+  is the first to import torch: a caller that has imported torch keeps its own settings.
 - **glibc malloc** (``keep_freed_memory``): asked for by the DMNet fuser on CPU; reset to glibc's
   default thresholds at the end.
+- **the processes of a torchrun launch** (fusedet.distributed.current): the connection to the
+  launch's key-value store, opened on first use and closed at the end (torch's default process
+  group is never initialised).
 
-What remains global after a session, because it cannot be undone: the choices ultralytics makes once
-when it is first imported (offline mode, no auto-install and the settings folder, if fusedet's session
-was the first to import it), ultralytics' font files in its settings folder (fusedet installs
-matplotlib's DejaVu Sans there instead of letting it download Arial), and glibc's dynamic mmap
-threshold, which stays fixed once malloc's thresholds have been set.
+What remains global after a session, because it cannot be undone: OpenMP's waiting policy once torch
+has loaded under it, the choices ultralytics makes once when it is first imported (offline mode, no
+auto-install and the settings folder, if fusedet's session was the first to import it), ultralytics'
+font files in its settings folder (fusedet installs matplotlib's DejaVu Sans there instead of letting
+it download Arial), and glibc's dynamic mmap threshold, which stays fixed once malloc's thresholds
+have been set.
 """
 
 from __future__ import annotations
@@ -34,6 +45,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fusedet import threads
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.RLock()
@@ -43,8 +56,9 @@ _done: set[str] = set()  # once-per-session actions already taken
 
 
 def fusedet_cache_root() -> Path:
-    """Where fusedet keeps caches by default: ``$FUSEDET_CACHE`` or ``~/.cache/fusedet``."""
-    return Path(os.environ.get("FUSEDET_CACHE") or Path.home() / ".cache" / "fusedet").expanduser()
+    """Where fusedet keeps caches by default: ``$FUSEDET_CACHE`` or ``~/.cache/fusedet``, as an absolute
+    path (ultralytics is handed its settings folder inside it)."""
+    return Path(os.environ.get("FUSEDET_CACHE") or Path.home() / ".cache" / "fusedet").expanduser().resolve()
 
 
 @contextlib.contextmanager
@@ -58,6 +72,10 @@ def session() -> Iterator[None]:
             _setenv_default("YOLO_OFFLINE", "1")
             _setenv_default("YOLO_AUTOINSTALL", "false")
             _setenv_default("YOLO_CONFIG_DIR", str(fusedet_cache_root() / "ultralytics"))
+            if "torch" not in sys.modules:  # else the caller has set torch up already: its threads are its own
+                for name, value in threads.openmp_environment(os.environ).items():
+                    _setenv_default(name, value)  # read by OpenMP when torch loads: before the first import torch
+                set_torch_threads(threads.torch_threads(os.environ, threads.usable_cores()))
     try:
         yield
     finally:

@@ -15,7 +15,6 @@ field); change one with ``dataclasses.replace``.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import numbers
 import os
@@ -90,7 +89,8 @@ class RunSettings(_Settings):
     `device`: None/"auto", "cpu", "cuda", "cuda:N" (resolved by fusedet.devices.resolve_device).
     `split`: the split evaluated (train, val, test or all). `fuse_batch`: pairs per fusion pass (a
     DMNet pass on a 1024x768 pair needs GBs). `workers`: image-reading threads (and data-loading workers
-    when training). `cache_dir`: fused images and exports (None: ``$FUSEDET_CACHE``, else OUT/cache).
+    when training). `cache_dir`: fused images and exports (None: the machine's fusedet cache,
+    ``$FUSEDET_CACHE``, default ``~/.cache/fusedet``; fusedet.fused_cache.default_cache_dir).
     `seed`: the seeded split of datasets without split files, and the demo generator. `ir_range`,
     `vis_range`: how IR and visible images become [0, 1] (``auto``, ``full``, ``minmax`` or
     ``percentile[:LO,HI]``; fusedet.datasets.value_range).
@@ -259,8 +259,3 @@ def split_overrides(overrides: Mapping[str, Any], *kinds: type) -> list[dict[str
             every = sorted(set().union(*names))
             raise InputError(f"unknown setting {key!r}{closest(key, every)}; settings: {', '.join(every)}")
     return out
-
-
-def with_overrides(settings, values: Mapping[str, Any]):
-    """`settings` with `values` replaced (dataclasses.replace), validated again."""
-    return dataclasses.replace(settings, **values) if values else settings

@@ -5,11 +5,17 @@ Under ``CACHE/yolo/<dataset>-<hash>/``::
     SOURCE-<hash>/images/{train,val}/STEM.png   what the detector sees for that source (8-bit; IR gray,
                                                 visible RGB, fused RGB hard-linked from the fused cache)
     SOURCE-<hash>/labels/{train,val}/STEM.txt   `class x_center y_center width height`, normalised
-    data-NAME.yaml                              the folders (absolute paths) and the class names in order
 
 The export folder's hash covers the dataset's train/val records (stems, boxes, labels, the pair files'
 stamps) and each source folder's hash its identity, so an export is reused, and an interrupted export
-resumes (finished files are kept). A dataset without val pairs is validated on its train pairs.
+resumes (finished files are kept). The cache is the machine's by default
+(fusedet.fused_cache.default_cache_dir), so every fine-tuning run on the machine shares the export;
+files are written atomically, so concurrent runs may. A run's data yaml (`write_data_yaml`: the
+folders of its sources, its own folder as ``path``, all absolute, and the class names in order) lives
+in its own output folder. A dataset without val pairs is validated on its train pairs. Every path
+handed to ultralytics is absolute, so nothing depends on the working folder or on ultralytics' own
+datasets folder. `data_fingerprint` gives each train/val pair's stamp, which a training folder
+records to refuse reuse on other data.
 """
 
 from __future__ import annotations
@@ -58,6 +64,23 @@ def export_root(dataset: DetectionDataset, cache_dir: str | os.PathLike) -> Path
         digest.update(f"{file_stamp(record.ir_path)}|{file_stamp(record.vis_path)}".encode())
         digest.update(np.ascontiguousarray(record.boxes, dtype=np.float32).tobytes())
     return Path(cache_dir).resolve() / "yolo" / f"{dataset.name}-{digest.hexdigest()[:12]}"
+
+
+def data_fingerprint(dataset: DetectionDataset) -> dict[str, str]:
+    """stem -> ``SPLIT|WxH|LABELS_HASH|IR_NAME:SIZE:MTIME_NS|VIS_NAME:SIZE:MTIME_NS`` for every train/val
+    pair: changes when a pair is added, removed, moved between splits, relabelled or rewritten."""
+    out = {}
+    for record in (r for r in dataset.records if r.split in TRAIN_SPLITS):
+        boxes = hashlib.sha256(json.dumps(list(record.labels)).encode())
+        boxes.update(np.ascontiguousarray(record.boxes, dtype=np.float32).tobytes())
+        stamps = "|".join(_name_stamp(Path(p)) for p in (record.ir_path, record.vis_path))
+        out[record.stem] = f"{record.split}|{record.width}x{record.height}|{boxes.hexdigest()[:12]}|{stamps}"
+    return out
+
+
+def _name_stamp(path: Path) -> str:
+    _, size, mtime = file_stamp(path).rsplit("|", 2)  # RESOLVED_PATH|SIZE|MTIME_NS: the name is enough here
+    return f"{path.name}:{size}:{mtime}"
 
 
 def source_folder(root: Path, source: Source, run: RunSettings) -> Path:
@@ -139,10 +162,12 @@ def export_sources(
 
 
 def write_data_yaml(path: Path, image_dirs: Sequence[dict[str, Path]], classes: Sequence[str], has_val: bool) -> Path:
-    """An ultralytics data yaml listing the image folders (absolute paths) of one or more sources."""
+    """An ultralytics data yaml listing the image folders (absolute paths) of one or more sources; its
+    ``path`` is the yaml's own folder (absolute), so ultralytics never joins a path to its datasets folder."""
     import yaml
 
     data = {
+        "path": str(Path(path).resolve().parent),
         "train": [str(Path(d["train"]).resolve()) for d in image_dirs],
         "val": [str(Path(d["val" if has_val else "train"]).resolve()) for d in image_dirs],
         "names": dict(enumerate(classes)),

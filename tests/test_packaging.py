@@ -5,6 +5,7 @@ first on sys.path, still finds fusedet.eval and fusedet.datasets, and `python -m
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel_site(tmp_path_factory) -> Path:
     """fusedet installed (no dependencies, not editable) into a folder of its own."""
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("src") / "fusedet"  # a copy: setuptools writes build/ into the tree it builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", "runs"))
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TMPDIR": str(build)},
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=600,
     )
     if done.returncode != 0:
         pytest.skip(f"could not build the package here: {done.stderr.strip().splitlines()[-1:]}")

@@ -304,17 +304,26 @@ def test_fusion_detector_fuse_and_detect(tmp_path):
         fd.detect(ir, vis, source="thermal")
 
 
-def test_fusion_detector_evaluate_with_default_sources(tmp_path, monkeypatch):
-    monkeypatch.delenv("FUSEDET_CACHE", raising=False)
+def test_fusion_detector_evaluate_with_default_sources_and_the_machine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEDET_CACHE", str(tmp_path / "machine"))
     data = synthetic_dataset(tmp_path / "data", n=3)
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt", ["People", "Car", "Bus", "Lamp"])
     fuser = CountingMean()
-    table = FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2).evaluate(data, out=tmp_path / "out")
+    fd = FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2)
+    table = fd.evaluate(data, out=tmp_path / "out")
     assert list(table.rows) == ["ir", "vi", "countmean"] and fuser.calls == 3
     assert table.not_covered == {}  # trained on the dataset's own class names
-    assert (tmp_path / "out" / "cache" / "fused").is_dir()  # default cache: OUT/cache
+    assert len(list((tmp_path / "machine" / "fused").glob("countmean-*/*.png"))) == 3  # default cache: $FUSEDET_CACHE
+    assert not (tmp_path / "out" / "cache").exists()
     for row in table.rows.values():
         assert row["Lamp"] is None and all(0.0 <= row[c] <= 100.0 for c in ("People", "Car", "Bus"))
+    # another output folder and another subset of the sources: the fused images come from the machine's cache
+    again = fd.evaluate(data, sources=["countmean"], out=tmp_path / "elsewhere")
+    assert fuser.calls == 3 and again.rows["countmean"] == table.rows["countmean"]
+    # --cache-dir still overrides it
+    FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2, cache_dir=tmp_path / "own").evaluate(
+        data, sources=["countmean"], out=tmp_path / "third")
+    assert fuser.calls == 6 and len(list((tmp_path / "own" / "fused").glob("countmean-*/*.png"))) == 3
 
 
 def test_table_with_paper_rows_renders_and_never_ranks_them():

@@ -7,8 +7,10 @@ function inside ``fusedet.runtime.session()`` (through ``command``), and prints 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import typer
@@ -26,7 +28,7 @@ from rich.progress import (
 from typer.core import TyperCommand
 
 from dmnet.errors import DMNetError
-from fusedet import runtime
+from fusedet import distributed, runtime
 from fusedet.errors import FusedetError
 
 console = Console()
@@ -60,21 +62,35 @@ def command(fn: F) -> F:
     """Run a command inside ``fusedet.runtime.session()``. A fusedet error prints ``error: ...`` (no
     traceback) and exits with the error's code (2 for bad input, 1 for a failed training); dmnet's
     errors are bad input too. Ctrl-C says how to resume (exit 130). Anything else is a bug and keeps
-    its traceback."""
+    its traceback. Under torchrun only rank 0 prints (bars, messages, results); every rank prints its
+    errors, the others' prefixed with their rank."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main = distributed.is_main_process()
         try:
-            with runtime.session():
+            with runtime.session(), _quiet(not main):
                 return fn(*args, **kwargs)
         except (FusedetError, DMNetError) as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            rank = "" if main else f"rank {os.environ.get('RANK')}: "
+            err_console.print(f"[bold red]{rank}error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=getattr(exc, "exit_code", 2)) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to resume")
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Both consoles silent for the block when `quiet` (a torchrun process other than rank 0)."""
+    before = console.quiet, err_console.quiet
+    console.quiet, err_console.quiet = quiet or before[0], quiet or before[1]
+    try:
+        yield
+    finally:
+        console.quiet, err_console.quiet = before
 
 
 def make_progress(**kwargs) -> Progress:
@@ -126,6 +142,3 @@ class RichEvents:
             total = self._totals.get(stage)
             done = total if total is not None else 1
             self.progress.update(task, completed=done, total=done, status=escape(status))
-
-
-handle_errors = command  # the name the commands used before ``command`` ran them in a session

@@ -94,7 +94,7 @@ def evaluate(
     max_det: int = typer.Option(300, "--max-det", min=1, help="Most detections kept per image."),
     paper: bool = typer.Option(False, "--paper", help="Add the paper's published Table VII rows (M3FD classes), labelled (paper)."),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Fused-image cache \\[default: $FUSEDET_CACHE, else OUT/cache].", show_default=False
+        None, "--cache-dir", help="Fused-image cache \\[default: $FUSEDET_CACHE or ~/.cache/fusedet, shared by all runs].", show_default=False
     ),
     workers: int = typer.Option(2, "--workers", min=0, help="Image-reading threads."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split for datasets without split files, and of the demo generator."),
@@ -114,8 +114,9 @@ def evaluate(
     95 % bootstrap intervals and differences to the best single-sensor row."""
     from fusedet.detector import DEFAULT_WEIGHTS
     from fusedet.devices import resolve_device
+    from fusedet.fused_cache import default_cache_dir
     from fusedet.paper_results import paper_rows
-    from fusedet.pipeline import FusionDetector, default_cache_dir
+    from fusedet.pipeline import FusionDetector
     from fusedet.settings import DetectorSettings, RunSettings
     from fusedet.sources import parse_sources
 
@@ -126,7 +127,7 @@ def evaluate(
                       ir_range=ir_range, vis_range=vis_range)
     report_settings = report_options(metric, bootstrap, bootstrap_seed, baseline, ci_style, group_by, paper)
     dev = resolve_device(run.device)
-    run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
+    run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run))
     parsed = parse_sources(sources or [DEMO_SOURCES if is_demo else DEFAULT_SOURCES], device=dev)
 
     data = load_reported(dataset, root, seed, dataset_option, split, split_file)

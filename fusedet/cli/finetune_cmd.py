@@ -55,11 +55,13 @@ def finetune(
         None, "--split-file", help="A split list replacing the dataset's own: STEM SPLIT lines, or one stem per line.", show_default=False
     ),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Fused images and YOLO export \\[default: $FUSEDET_CACHE, else OUT/cache].", show_default=False
+        None, "--cache-dir", help="Fused images and YOLO export \\[default: $FUSEDET_CACHE or ~/.cache/fusedet, shared by all runs].",
+        show_default=False,
     ),
     dataset_option: list[str] | None = typer.Option(None, "--dataset-option", help="KEY=VALUE for the dataset reader."),
     train_option: list[str] | None = typer.Option(
-        None, "--train-option", help="KEY=VALUE for ultralytics' train() (e.g. mosaic=0.5, lr0=0.005, cache=ram)."
+        None, "--train-option", help="KEY=VALUE for ultralytics' train() (e.g. mosaic=0.5, lr0=0.005, cache=ram), checked by "
+        "ultralytics before any work; keys fusedet sets (epochs, imgsz, batch, seed, device, workers, ...) are refused."
     ),
     ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
     vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
@@ -73,8 +75,8 @@ def finetune(
     """Fine-tune YOLO on a source's train images (per source or shared), then measure per-class AP."""
     from fusedet.devices import resolve_device
     from fusedet.fine_tuning import finetune as run_finetune
+    from fusedet.fused_cache import default_cache_dir
     from fusedet.options import parse_key_values
-    from fusedet.pipeline import default_cache_dir
     from fusedet.settings import FinetuneSettings, RunSettings
     from fusedet.sources import parse_sources
 
@@ -83,7 +85,7 @@ def finetune(
     run = RunSettings(device=device, split=split, fuse_batch=fuse_batch, workers=workers, cache_dir=cache_dir, seed=seed,
                       ir_range=ir_range, vis_range=vis_range)
     dev = resolve_device(run.device)
-    run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run, out))
+    run = dataclasses.replace(run, device=str(dev), cache_dir=default_cache_dir(run))
     parsed = parse_sources(sources or [DEFAULT_SOURCES], device=dev)
     report_settings = report_options(metric, bootstrap, bootstrap_seed, baseline, ci_style, group_by)
     data = load_reported(dataset, root, seed, dataset_option, split, split_file, training=True)

@@ -1,10 +1,12 @@
 """`fusedet train-fuser`: two-stage DMNet training on folders of IR/VIS pairs.
 
-Parse, call (``fusedet.train_fuser``: dmnet's trainer), print. Each --data folder holds an infrared
-and a visible subfolder (ir/vi, Ir/Vis, infrared/visible, ...: see fusedet.train_data). Checkpoints go
-to --out: epoch_NNN.pt after every epoch and last.pt (with the optimizer state); --resume continues
-from last.pt. Under torchrun (WORLD_SIZE > 1) every process trains on its share of the crops with
-DistributedDataParallel and only rank 0 prints and writes.
+Parse, call (``fusedet.train_fuser``: dmnet's trainer), print. Each --data folder is read in any
+layout the dataset readers accept (ir/vi, Ir/Vis, infrared/{train,test} + visible/{train,test},
+train/ir + train/vi, KAIST, FLIR-aligned: see fusedet.train_data); --data-split keeps one split's pairs.
+Checkpoints go to --out: epoch_NNN.pt after every epoch and last.pt (with the optimizer state);
+--resume continues from last.pt on the same pairs (--allow-new-data: on changed pairs). Under
+torchrun (WORLD_SIZE > 1) every process trains on its share of the crops with DistributedDataParallel
+and only rank 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, 
 )
 @command
 def train_fuser(
-    data: list[Path] = typer.Option(..., "--data", help="Folder with ir/ + vi/ (or Ir/Vis, infrared/visible) subfolders; repeatable."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Folder of IR/VIS pairs in any layout the dataset readers accept (ir/ + vi/, Ir/ + Vis/, "
+        "infrared/{train,test} + visible/{train,test}, train/ir + train/vi, KAIST, FLIR-aligned); repeatable."
+    ),
+    data_split: str = typer.Option(
+        "all", "--data-split", help="Pairs to train on: all, or the train, val or test split (split files, subfolders, "
+        "else the readers' seeded split)."
+    ),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder (epoch_NNN.pt each epoch, last.pt)."),
     preset: str = typer.Option("lite", "--preset", help="Model size: lite (0.3M parameters, CPU-sized) or paper (about 390M)."),
     stage1_epochs: int = typer.Option(15, "--stage1-epochs", min=0, help="Stage I epochs (paper: 15)."),
@@ -48,6 +57,9 @@ def train_fuser(
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
     keep_epochs: int = typer.Option(0, "--keep-epochs", min=0, help="Keep only the newest N epoch_NNN.pt (0: all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt (same data and settings)."),
+    allow_new_data: bool = typer.Option(
+        False, "--allow-new-data", help="With --resume: continue although the pairs changed (recorded in the checkpoint)."
+    ),
     ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
     vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
 ) -> None:
@@ -68,7 +80,8 @@ def train_fuser(
     main_rank = int(os.environ.get("RANK", "0")) == 0
     with make_progress(disable=not main_rank) as progress:
         try:
-            result = run_training(data, out, model=model, train=settings, resume=resume, events=RichEvents(progress))
+            result = run_training(data, out, model=model, train=settings, resume=resume, allow_new_data=allow_new_data,
+                                  data_split=data_split, events=RichEvents(progress))
         except KeyboardInterrupt:
             err_console.print(f"[yellow]interrupted[/]: finished epochs are in {out}; add --resume to continue")
             raise typer.Exit(code=130) from None
