@@ -44,7 +44,7 @@ from fusedet.eval.groups import load_groups
 from fusedet.events import Events, as_events
 from fusedet.paper_results import PAPER_SOURCE, paper_rows
 from fusedet.settings import ReportSettings, RunSettings
-from fusedet.sources import FusedSource, Source
+from fusedet.sources import FusedSource, IrSource, Source
 
 
 class DetectorLike(Protocol):
@@ -107,6 +107,7 @@ class Evaluation:
         for source in self.sources:
             source.check(self.records)
         self.mappings = {name: det.class_mapping(self.classes) for name, det in self.detectors.items()}
+        self.domain_warnings = domain_warnings(self.dataset, self.sources, self.detectors, self.records)
         group_by = self.report_settings.group_by
         self.grouping = load_groups(group_by, [r.stem for r in self.records], dataset_root=self.dataset.root) if group_by else None
         self._checked = True
@@ -206,6 +207,20 @@ class Evaluation:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def domain_warning(self) -> str | None:
+        """The run's detector warnings in one line (None when there is none), for the console."""
+        if not self._checked:
+            self.check()
+        return _joined(self.domain_warnings.values())
+
+    def _detector_info(self, names: Sequence[str]) -> dict:
+        """run.json's entry of the detector serving the sources `names`: its settings, what it was
+        trained on, and the domain warning of those rows."""
+        detector = self.detectors[names[0]]
+        domain = getattr(detector, "domain", None)
+        return {**detector.settings(), **({"trained_on": domain.to_dict()} if domain is not None else {}),
+                "domain_warning": _joined(self.domain_warnings.get(n) for n in names)}
+
     def _load_finished(self, name: str, key: str) -> list[dict] | None:
         state, path = self.out / ".resume" / f"{name}.json", self.out / "detections" / f"{name}.json"
         try:
@@ -255,7 +270,7 @@ class Evaluation:
                 "warnings": self.dataset.warnings.to_dict(),
             },
             "value_ranges": {"ir": self.settings.ir_range, "vis": self.settings.vis_range, **self.ranges.to_dict()},
-            "detector": first.settings() if same else {name: d.settings() for name, d in self.detectors.items()},
+            "detector": self._detector_info(list(self.detectors)) if same else {name: self._detector_info([name]) for name in self.detectors},
             "class_mapping": mapping[next(iter(mapping))] if same else mapping,
             "sources": [s.provenance() for s in self.sources],
             "fused_cache": str(self.settings.cache_dir.resolve()) if self.settings.cache_dir else None,
@@ -266,6 +281,27 @@ class Evaluation:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **self.provenance,
         }
+
+
+def domain_warnings(dataset: DetectionDataset, sources: Sequence[Source], detectors: Mapping[str, DetectorLike],
+                    records: Sequence) -> dict[str, str | None]:
+    """Per source name: why its detector's AP on `records` of `dataset` is not a result there
+    (fusedet.detector_domain: trained on other data, no infrared images for an ``ir`` row, random
+    weights, evaluated pairs it was trained on), or None. `detectors`: source name -> detector; a
+    detector without ``domain_warning`` (a test double) has none."""
+    stems = [r.stem for r in records]
+    warnings = {}
+    for source in sources:
+        detector = detectors[source.name]
+        check = getattr(detector, "domain_warning", None)
+        thermal = [s.name for s in sources if detectors[s.name] is detector and isinstance(s, IrSource)]
+        warnings[source.name] = check(dataset.name, thermal, stems) if check else None
+    return warnings
+
+
+def _joined(warnings) -> str | None:
+    found = list(dict.fromkeys(w for w in warnings if w))
+    return "; ".join(found) if found else None
 
 
 def _mapping_info(mapping) -> dict:
