@@ -186,6 +186,9 @@ class Evaluation:
         detections = {source.name: self.detections(source) for source in self.sources}
         for line in self.ranges.warnings():
             self.events.note(f"warning: {line}")
+        warned = (f"detector {Path(str(d.weights)).name}: {w}" for n, d in self.detectors.items() if (w := self.domain_warnings.get(n)))
+        for line in dict.fromkeys(warned):  # a detector trained on other data: its table is no result here
+            self.events.note(f"warning: {line}")
         report = self.report(gt, detections)
         self.timings["evaluation total"] = time.perf_counter() - started
         self.write_report(report)
@@ -206,12 +209,6 @@ class Evaluation:
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
-
-    def domain_warning(self) -> str | None:
-        """The run's detector warnings in one line (None when there is none), for the console."""
-        if not self._checked:
-            self.check()
-        return _joined(self.domain_warnings.values())
 
     def _detector_info(self, names: Sequence[str]) -> dict:
         """run.json's entry of the detector serving the sources `names`: its settings, what it was

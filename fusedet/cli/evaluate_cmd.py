@@ -108,7 +108,6 @@ def evaluate(
     95 % bootstrap intervals and differences to the best single-sensor row."""
     from fusedet.detector import DEFAULT_WEIGHTS
     from fusedet.devices import resolve_device
-    from fusedet.evaluation import domain_warnings
     from fusedet.paper_results import paper_rows
     from fusedet.pipeline import FusionDetector, default_cache_dir
     from fusedet.settings import DetectorSettings, RunSettings
@@ -132,9 +131,5 @@ def evaluate(
     with make_progress() as progress:
         report = runner.evaluate(data, sources=parsed, out=out, report=report_settings, events=RichEvents(progress))
     render.print_wide(console, render.report(report))
-    warned = domain_warnings(data, parsed, {s.name: runner.detector for s in parsed}, data.split(split)).values()
-    if any(warned):  # the detector was trained on other data: this table is no result on the dataset
-        text = "; ".join(dict.fromkeys(w for w in warned if w))
-        err_console.print(f"[bold yellow]warning:[/] detector {escape(Path(str(runner.detector.weights)).name)}: {escape(text)}")
     console.print(f"wrote the tables (table.*, table_ap50_95.* or table_ap50.*, table_by_size.*{', table_by_group.*' if group_by else ''}), "
                   f"plots, ground_truth.json, detections/ and run.json to {out}")
