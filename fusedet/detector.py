@@ -7,7 +7,13 @@ Weights:
   ultralytics into ``$FUSEDET_CACHE/weights``; offline this fails at once with a clear error.
 - a path to any ultralytics detection checkpoint (``.pt``), or a model yaml (random weights:
   for plumbing tests and training from scratch);
-- ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt`` (see its model card).
+- ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt``, trained on synthetic
+  scenes (see its model card);
+- ``msrs``: the detector shipped in ``fusedet/weights/msrs_yolo.pt``, trained on real MSRS pairs
+  (person, bicycle, car; IR, visible and fused images; see its model card ``msrs_yolo.md``).
+
+What the weights were trained on is worked out by :mod:`fusedet.detector_domain`
+(``Detector.domain``), so that a table of a detector on data it was not trained on is named as such.
 
 Classes. A detector's class names are matched onto the dataset's through the one alias table of
 :mod:`fusedet.datasets.class_names` (names normalised: NFKC, invisible characters removed, case
@@ -39,13 +45,18 @@ import numpy as np
 
 from fusedet import runtime
 from fusedet.datasets.class_names import ClassMatcher
+from fusedet.detector_domain import TrainingDomain, training_domain
 from fusedet.devices import DeviceLike, resolve_device
 from fusedet.errors import InputError
 from fusedet.hashing import file_sha256
 from fusedet.settings import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, split_overrides
 
 DEFAULT_WEIGHTS = DEFAULT_DETECTOR_WEIGHTS
-DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEMO_WEIGHTS = WEIGHTS_DIR / "demo_yolo.pt"
+MSRS_WEIGHTS = WEIGHTS_DIR / "msrs_yolo.pt"
+# --weights NAME -> a detector shipped in fusedet/weights (model cards beside them)
+SHIPPED_DETECTORS = {"demo": DEMO_WEIGHTS, "msrs": MSRS_WEIGHTS}
 
 # Indices of a few classes in the 80-class COCO order every COCO-pretrained ultralytics model uses.
 _COCO_INDEX = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck", 79: "toothbrush"}
@@ -98,12 +109,14 @@ def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMappin
 
 def resolve_weights(spec: str | os.PathLike) -> Path | str:
     """Turn a weights argument into a file path (or an ultralytics model yaml name); never downloads
-    unless `spec` is a bare ultralytics asset name (``yolov5xu.pt``) not found on disk."""
+    unless `spec` is a bare ultralytics asset name (``yolov5xu.pt``) not found on disk. ``demo`` and
+    ``msrs`` name the shipped detectors (:data:`SHIPPED_DETECTORS`)."""
     text = str(spec)
-    if text == "demo":
-        if not DEMO_WEIGHTS.is_file():
-            raise InputError(f"the demo detector is not installed ({DEMO_WEIGHTS} is missing)")
-        return DEMO_WEIGHTS
+    if text in SHIPPED_DETECTORS:
+        shipped = SHIPPED_DETECTORS[text]
+        if not shipped.is_file():
+            raise InputError(f"the {text} detector is not installed ({shipped} is missing)")
+        return shipped
     path = Path(text).expanduser()
     if path.is_file():
         return path
@@ -214,6 +227,7 @@ class Detector:
         # ultralytics 8.4 replaced `half` by `quantize` (16 = fp16); older releases only know `half`
         self._precision = {"quantize": 16 if self.half else None} if "quantize" in DEFAULT_CFG_DICT else {"half": self.half}
         self._sha256: str | None = None
+        self._domain: TrainingDomain | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -221,6 +235,22 @@ class Detector:
         if self._sha256 is None and isinstance(self.weights, Path):
             self._sha256 = file_sha256(self.weights)
         return self._sha256
+
+    @property
+    def domain(self) -> TrainingDomain:
+        """What the weights were trained on (fusedet.detector_domain: the shipped weights' table, the
+        checkpoint's train_args, COCO's class list)."""
+        if self._domain is None:
+            ckpt = getattr(self.model, "ckpt", None) or {}
+            train_args = ckpt.get("train_args") or getattr(self.model, "overrides", {})
+            self._domain = training_domain(self.weights, self.sha256, train_args, is_coco(self.names))
+        return self._domain
+
+    def domain_warning(self, dataset: str, thermal_sources: Sequence[str] = (), stems: Sequence[str] = ()) -> str | None:
+        """One line when this detector's table on `dataset` (a name) is not a result there (trained on
+        other data, no infrared images for the `thermal_sources` rows, random weights, or evaluated
+        `stems` it was trained on); None otherwise. See TrainingDomain.warning."""
+        return self.domain.warning(dataset, thermal_sources, stems)
 
     def settings(self) -> dict:
         """Everything that changes the detections (recorded in run.json and in the resume keys)."""

@@ -57,7 +57,7 @@ from fusedet.eval.groups import load_groups
 from fusedet.events import Events, NullEvents, as_events
 from fusedet.paper_results import PAPER_SOURCE, paper_rows
 from fusedet.settings import BASELINE_DEFAULT, ReportSettings, RunSettings
-from fusedet.sources import FusedSource, Source
+from fusedet.sources import FusedSource, IrSource, Source
 
 
 class DetectorLike(Protocol):
@@ -144,6 +144,7 @@ class Evaluation:
             source.check(self.records)
         self.grouping = check_report_inputs(self.report_settings, self.records, [s.name for s in self.sources], self.dataset.root)
         self.mappings = {name: det.class_mapping(self.classes) for name, det in self.detectors.items()}
+        self.domain_warnings = domain_warnings(self.dataset, self.sources, self.detectors, self.records)
         self._checked = True
 
     def ground_truth(self) -> dict:
@@ -262,6 +263,9 @@ class Evaluation:
                         self.ranges.update(log)
             for line in self.ranges.warnings():
                 self.events.note(f"warning: {line}")
+            warned = (f"detector {Path(str(d.weights)).name}: {w}" for n, d in self.detectors.items() if (w := self.domain_warnings.get(n)))
+            for line in dict.fromkeys(warned):  # a detector trained on other data: its table is no result here
+                self.events.note(f"warning: {line}")
             report = self.report(gt, detections) if world.main else None
             self.timings["evaluation total"] = time.perf_counter() - started
             self.rank_timings = world.gather(dict(self.timings)) if world.sharded else []
@@ -291,6 +295,14 @@ class Evaluation:
     def _write_finished(self, name: str, key: str, dets: list[dict]) -> None:
         write_json(self.out / "detections" / f"{name}.json", dets)
         write_json(self.out / ".resume" / f"{name}.json", {"key": key})
+
+    def _detector_info(self, names: Sequence[str]) -> dict:
+        """run.json's entry of the detector serving the sources `names`: its settings, what it was
+        trained on, and the domain warning of those rows."""
+        detector = self.detectors[names[0]]
+        domain = getattr(detector, "domain", None)
+        return {**detector.settings(), **({"trained_on": domain.to_dict()} if domain is not None else {}),
+                "domain_warning": _joined(self.domain_warnings.get(n) for n in names)}
 
     def _load_finished(self, name: str, key: str) -> list[dict] | None:
         state, path = self.out / ".resume" / f"{name}.json", self.out / "detections" / f"{name}.json"
@@ -342,7 +354,7 @@ class Evaluation:
                 "warnings": self.dataset.warnings.to_dict(),
             },
             "value_ranges": {"ir": self.settings.ir_range, "vis": self.settings.vis_range, **self.ranges.to_dict()},
-            "detector": first.settings() if same else {name: d.settings() for name, d in self.detectors.items()},
+            "detector": self._detector_info(list(self.detectors)) if same else {name: self._detector_info([name]) for name in self.detectors},
             "class_mapping": mapping[next(iter(mapping))] if same else mapping,
             "sources": [s.provenance() for s in self.sources],
             "fused_cache": str(self.settings.cache_dir.resolve()) if self.settings.cache_dir else None,
@@ -369,6 +381,27 @@ def _load_share(path: Path, key: str) -> list[dict] | None:
         return data["detections"] if data["key"] == key else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def domain_warnings(dataset: DetectionDataset, sources: Sequence[Source], detectors: Mapping[str, DetectorLike],
+                    records: Sequence) -> dict[str, str | None]:
+    """Per source name: why its detector's AP on `records` of `dataset` is not a result there
+    (fusedet.detector_domain: trained on other data, no infrared images for an ``ir`` row, random
+    weights, evaluated pairs it was trained on), or None. `detectors`: source name -> detector; a
+    detector without ``domain_warning`` (a test double) has none."""
+    stems = [r.stem for r in records]
+    warnings = {}
+    for source in sources:
+        detector = detectors[source.name]
+        check = getattr(detector, "domain_warning", None)
+        thermal = [s.name for s in sources if detectors[s.name] is detector and isinstance(s, IrSource)]
+        warnings[source.name] = check(dataset.name, thermal, stems) if check else None
+    return warnings
+
+
+def _joined(warnings) -> str | None:
+    found = list(dict.fromkeys(w for w in warnings if w))
+    return "; ".join(found) if found else None
 
 
 def _mapping_info(mapping) -> dict:

@@ -24,7 +24,9 @@ COCO80 = (
 COCO80 = [n.replace("_", " ") for n in COCO80]
 
 
-def tiny_checkpoint(path: Path, names: list[str], *, confident: bool = True, seed: int = 0) -> Path:
+def tiny_checkpoint(path: Path, names: list[str], *, confident: bool = True, seed: int = 0, data: str | None = None) -> Path:
+    """A tiny checkpoint at `path` with class `names`; `data` is kept as its ``train_args['data']``
+    (the data yaml ultralytics records for a trained model)."""
     from fusedet.ultralytics_env import prepare
 
     prepare()
@@ -36,7 +38,8 @@ def tiny_checkpoint(path: Path, names: list[str], *, confident: bool = True, see
     if confident:
         for branch in model.model[-1].cv3:
             branch[-1].bias.data.zero_()
-    torch.save({"model": model.half(), "train_args": {"imgsz": 64}, "epoch": -1}, path)
+    train_args = {"imgsz": 64, **({"data": data} if data else {})}
+    torch.save({"model": model.half(), "train_args": train_args, "epoch": -1}, path)
     return path
 
 

@@ -76,6 +76,9 @@ def test_evaluate_demo_end_to_end_resume_and_paper_rows(tmp_path, cache, coco_ck
     assert run["detector"]["weights_sha256"] and run["dataset"]["split_used"]["method"] == "split lists"
     assert run["dataset"]["warnings"]["unknown_classes"] == {}
     assert run["class_mapping"]["not_covered"] == ["Lamp"]
+    assert run["detector"]["trained_on"]["datasets"] == ["coco"]  # COCO's class list: visible photographs
+    assert "row ir measures cross-modality transfer" in run["detector"]["domain_warning"]
+    assert _text(result).count("warning: detector coco_tiny.pt: it was trained on COCO") == 1
     md = (out / "table.md").read_text()
     assert "DMNet (paper)" in md and "Lamp: not covered" in md
     assert "DMNet (paper)" in result.output and "mean" in result.output
@@ -99,6 +102,8 @@ def test_demo_defaults_use_the_shipped_weights(tmp_path, cache):
     assert [s["name"] for s in run["sources"]] == ["ir", "vi", "dmnet", "mean", "max"]
     assert run["sources"][2]["fuser_weights_sha256"]
     assert run["class_mapping"]["not_covered"] == []  # trained on the demo's own six classes
+    assert run["detector"]["trained_on"]["datasets"] == ["demo"] and run["detector"]["domain_warning"] is None
+    assert "warning: detector" not in result.output
 
 
 @pytest.mark.slow  # the full default demo (100 test pairs, DMNet on CPU): the issue's < 5 min check

@@ -61,3 +61,12 @@ def test_python_dash_m_entry_point_from_the_repository_root(wheel_site, tmp_path
     done = _run_in_root(wheel_site, "-m", "fusedet.eval.detection_ap", str(tmp_path / "gt.json"), str(tmp_path / "dets.json"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["person"] == pytest.approx(100.0)
+
+
+def test_installed_wheel_ships_the_detectors_their_cards_and_split_files(wheel_site):
+    from fusedet.detector_domain import SHIPPED, WEIGHTS_DIR
+
+    for shipped in SHIPPED.values():
+        for name in filter(None, (shipped.file, shipped.card, shipped.split_file)):
+            if (WEIGHTS_DIR / name).is_file():  # what the checkout has, the wheel has
+                assert (wheel_site / "fusedet" / "weights" / name).is_file(), name

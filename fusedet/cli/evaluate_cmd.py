@@ -79,8 +79,8 @@ def evaluate(
         show_default=False,
     ),
     weights: str | None = typer.Option(
-        None, "--weights", help="Detector: a .pt path, yolov5xu.pt (downloaded once when online) or demo "
-        "\\[default: yolov5xu.pt; demo for demo].", show_default=False,
+        None, "--weights", help="Detector: a .pt path, yolov5xu.pt (downloaded once when online), demo (synthetic scenes) "
+        "or msrs (trained on real MSRS pairs: person, bicycle, car) \\[default: yolov5xu.pt; demo for demo].", show_default=False,
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N \\[default: cuda when available].", show_default=False),
     out: Path | None = typer.Option(None, "--out", help="Output folder \\[default: runs/evaluate-DATASET-SPLIT].", show_default=False),

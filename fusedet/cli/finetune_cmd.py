@@ -38,7 +38,7 @@ def finetune(
                                              show_default=False),
     protocol: str = typer.Option("per-source", "--protocol", help="per-source (one detector per source) or shared (one for all)."),
     weights: str = typer.Option(
-        "yolov5xu.pt", "--weights", help="Start: a .pt checkpoint, demo, or a model yaml (yolov8n.yaml) to train from scratch."
+        "yolov5xu.pt", "--weights", help="Start: a .pt checkpoint, demo, msrs, or a model yaml (yolov8n.yaml) to train from scratch."
     ),
     epochs: int = typer.Option(30, "--epochs", min=1, help="Training epochs."),
     imgsz: int = typer.Option(640, "--imgsz", min=32, help="Training and evaluation image size."),
