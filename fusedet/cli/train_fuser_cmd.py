@@ -80,6 +80,9 @@ def train_fuser(
     stage2_epochs: int = typer.Option(30, "--stage2-epochs", min=0, help="Stage II epochs (paper: 30)."),
     crop: int = typer.Option(128, "--crop", min=8, help="Side of the random square crops (paper: 128)."),
     crops_per_pair: int = typer.Option(1, "--crops-per-pair", min=1, help="Random crops of each pair per epoch."),
+    texture_crops: int = typer.Option(
+        1, "--texture-crops", min=1, help="Keep the most textured of K random crop positions (1: uniform crops)."
+    ),
     batch: int = typer.Option(8, "--batch", min=1, help="Crops per optimizer step (per process)."),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate (paper: 1e-4)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seeds the model, crops, order and noise."),
@@ -113,7 +116,7 @@ def train_fuser(
     with make_progress(disable=not main_rank) as progress:
         task = progress.add_task("reading pairs", total=None, status="")
         dataset = CropDataset(
-            data, crop=crop, crops_per_pair=crops_per_pair, seed=seed,
+            data, crop=crop, crops_per_pair=crops_per_pair, seed=seed, texture_candidates=texture_crops,
             on_read=lambda done, total: progress.update(task, completed=done, total=total),
         )
         progress.remove_task(task)
