@@ -5,7 +5,7 @@ model card dmnet_lite.md); ``get_fuser("dmnet:PATH")`` loads a checkpoint writte
 ``fusedet train-fuser``. Inference is stage II of the model (deterministic), batched over B x 1 x H x W
 tensors of any size. ``precision="bf16"`` runs under bf16 autocast (CUDA); the default is fp32.
 A checkpoint may name a post-processing of the fused luma in its summary (``summary["postprocess"]``,
-see ``postprocess``): part of that fuser, applied to every image alike.
+see fusedet.postprocess): part of that fuser, applied to every image alike.
 On CPU a small model's fuser also asks glibc's malloc to keep freed memory for reuse
 (``keep_freed_memory``).
 """
@@ -27,10 +27,10 @@ from fusedet import __version__
 from fusedet.errors import InputError
 from fusedet.fusers import Fuser, register_fuser
 from fusedet.hashing import file_sha256
+from fusedet.postprocess import parse_postprocess, postprocess
 
 DEFAULT_WEIGHTS = "dmnet_lite.pt"
 PRECISIONS = ("fp32", "bf16")
-POSTPROCESSING = ("none", "minmax")
 KEEP_MEMORY_MAX_PARAMS = 10_000_000  # CPU malloc reuse for models below this size (keep_freed_memory)
 
 
@@ -45,36 +45,16 @@ def small_model(model: torch.nn.Module) -> bool:
     return sum(p.numel() for p in model.parameters()) < KEEP_MEMORY_MAX_PARAMS
 
 
-def postprocess(fused: torch.Tensor, mode: str) -> torch.Tensor:
-    """Post-process fused B x 1 x H x W images in [0, 1], each image on its own.
-
-    ``none``: unchanged. ``minmax``: a linear stretch of each image to its full range,
-    (F - min F) / (max F - min F) over that image's H x W (an image with max - min < 1e-6 is left as
-    it is). It is the stretch of SeAFusion's test script (Tang et al., Inf. Fusion 2022; github
-    Linfeng-Tang/SeAFusion ``test.py``: ``(fused - min) / (max - min)`` before ``* 255``), which
-    stretches its RGB output over a whole batch; here it is the fused luma of each image, so the
-    result does not depend on the batch or on the visible chroma. Raises InputError for an unknown mode.
-    """
-    if mode == "none":
-        return fused
-    if mode != "minmax":
-        raise InputError(f"unknown DMNet post-processing {mode!r} (known: {', '.join(POSTPROCESSING)})")
-    flat = fused.flatten(1)
-    low = flat.amin(dim=1).view(-1, 1, 1, 1)
-    span = flat.amax(dim=1).view(-1, 1, 1, 1) - low
-    stretched = (fused - low) / span.clamp_min(1e-6)
-    return torch.where(span >= 1e-6, stretched, fused).clamp(0.0, 1.0)
-
-
 def with_postprocess(src: str | os.PathLike, dst: str | os.PathLike, mode: str) -> Path:
     """Copy the DMNet checkpoint `src` to `dst` with ``summary["postprocess"] = mode``; returns `dst`.
+
+    `mode` is a post-processing spec of fusedet.postprocess (e.g. ``minmax+unsharp:0.75``).
 
     The weights, configuration and the rest of the summary are kept (a trainer's optimizer state is
     dropped); a DMNetFuser of `dst` then applies `mode` to every fused image. Raises InputError for
     an unknown mode, DMNetError for an unreadable checkpoint.
     """
-    if mode not in POSTPROCESSING:
-        raise InputError(f"unknown DMNet post-processing {mode!r} (known: {', '.join(POSTPROCESSING)})")
+    parse_postprocess(mode)
     checkpoint = read_checkpoint(src)
     return save_checkpoint(dst, checkpoint.build_model(), {**checkpoint.summary, "postprocess": mode})
 
@@ -132,8 +112,10 @@ class DMNetFuser(Fuser):
         self.checkpoint = read_checkpoint(self.weights)
         self.model = self.checkpoint.build_model().eval()
         self.postprocess = self.checkpoint.summary.get("postprocess", "none")
-        if self.postprocess not in POSTPROCESSING:
-            raise InputError(f"{self.weights}: unknown post-processing {self.postprocess!r} (known: {', '.join(POSTPROCESSING)})")
+        try:
+            parse_postprocess(self.postprocess)
+        except InputError as err:
+            raise InputError(f"{self.weights}: {err}") from None
         self.sha256 = file_sha256(self.weights)
         self.precision = precision
         self.device = torch.device("cpu")
