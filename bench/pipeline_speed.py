@@ -5,10 +5,10 @@
 
 CPU threads: torch's own count, which fusedet keeps when ultralytics starts a detector (printed).
 
-- fuse:     read the pair (reader threads), fuse on the device (--fuse-batch pairs per pass), quantise to 8 bits
-            (no cache writes): what the first evaluation of a fuser source costs per pair;
+- fuse:     read the pair (reader threads), fuse on the device (--fuse-batch pairs per pass), quantise to 8 bits,
+            write the cache (an empty one): what the first evaluation of a fuser source costs per pair;
 - detect:   the detector alone on images already in memory, batched (one source);
-- evaluate: `run_evaluation` from scratch with sources ir, vi and the fuser (fresh output and
+- evaluate: the evaluation engine (fusedet.evaluation.Evaluation) from scratch with sources ir, vi and the fuser (fresh output and
             cache folders): per pair, three detections, one fusion, cache writes, AP; plus the
             time of the AP stage alone.
 
@@ -19,7 +19,7 @@ at conf 0.001) we measured, on one core here, 3 s to build the COCO results, 3 s
 108 MB json and 10 s in pycocotools, per source. The last line projects 4200 pairs (M3FD's count; use
 --size 1024x768 for M3FD's size) through sources ir, vi and the fuser from the measured rates:
 4200 / fuse + 3 * 4200 / detect + the AP time scaled, the stages one after the other as in
-`run_evaluation`.
+the engine.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from pathlib import Path
 
 def bench_device(device: str, args) -> None:
     import dataclasses
-    import functools
     import json
 
     import torch
 
     from fusedet.datasets.registry import load_dataset
     from fusedet.detector import Detector
-    from fusedet.pipeline import run_evaluation
-    from fusedet.sources import iter_source_images, parse_sources
+    from fusedet.evaluation import Evaluation
+    from fusedet.settings import ReportSettings, RunSettings
+    from fusedet.sources import parse_sources
 
     data = load_dataset("demo", args.root, seed=0, n_pairs=max(args.pairs, 10), size=args.size)
     records = [dataclasses.replace(r, split="test") for r in data.records[: args.pairs]]  # every chosen pair
@@ -59,23 +59,30 @@ def bench_device(device: str, args) -> None:
         sync()
         return time.perf_counter() - start
 
-    images = [img for _, batch in iter_source_images(parse_sources("vi")[0], records, batch=args.batch, workers=args.workers) for img in batch]
+    scratch = tempfile.TemporaryDirectory(prefix="fusedet-pipeline-speed-")
+    caches = iter(Path(scratch.name) / f"cache{i}" for i in range(1000))
+
+    def run(**values) -> RunSettings:
+        return RunSettings(workers=args.workers, fuse_batch=args.fuse_batch, device=device, **values)
+
+    vi = parse_sources("vi")[0]
+    images = [img for _, batch in vi.images(records, run(), args.batch) for img in batch]
     detector.detect(images[: args.batch], data.classes)  # warm-up (predictor start)
 
-    fused = functools.partial(iter_source_images, fuser_source, batch=args.batch, fuse_batch=args.fuse_batch, workers=args.workers)
-    list(fused(records[: args.batch]))
-    fuse_s = timed(lambda: [None for _ in fused(records)])
+    def fused(chunk) -> None:
+        for _ in fuser_source.images(chunk, run(cache_dir=next(caches)), args.batch):
+            pass
+
+    fused(records[: args.batch])  # warm-up (weights on the device, kernels)
+    fuse_s = timed(lambda: fused(records))
     detect_s = timed(lambda: detector.detect(images, data.classes))
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch:
         sources = parse_sources(["ir", "vi", args.fuser], device=device)
-        eval_s = timed(
-            lambda: run_evaluation(
-                data, sources, detector, split="test", out=Path(tmp) / "out", cache_dir=Path(tmp) / "cache",
-                batch=args.batch, fuse_batch=args.fuse_batch, workers=args.workers,
-            )
-        )
-        ap_s = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings_s"]["ap"]
+        out = Path(scratch.name) / "out"
+        settings = run(split="test", cache_dir=next(caches))
+        eval_s = timed(lambda: Evaluation(data, sources, detector, out, run=settings, report=ReportSettings(bootstrap=0)).run())
+        ap_s = json.loads((out / "run.json").read_text())["timings_s"]["ap"]
 
     n = len(records)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
@@ -84,7 +91,7 @@ def bench_device(device: str, args) -> None:
         f"\n{name}: {n} pairs of {w}x{h}, fuser {args.fuser}, detector {detector.weights} (imgsz {detector.imgsz}), "
         f"batch {args.batch}, fuse batch {args.fuse_batch}"
     )
-    print(f"  fuse     {n / fuse_s:8.2f} pairs/s   (read + fuse + 8-bit, no cache)")
+    print(f"  fuse     {n / fuse_s:8.2f} pairs/s   (read + fuse + 8-bit + cache write)")
     print(f"  detect   {n / detect_s:8.2f} pairs/s   (one source, images in memory)")
     print(f"  evaluate {n / eval_s:8.2f} pairs/s   (ir + vi + {args.fuser}: read, fuse, cache, 3 x detect, AP)")
     print(f"  AP stage {ap_s:8.2f} s for 3 sources")

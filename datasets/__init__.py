@@ -16,6 +16,9 @@ from fusedet.datasets.io import (
 )
 from fusedet.datasets.records import DatasetWarnings, DetectionDataset, DetectionRecord
 from fusedet.datasets.registry import DATASETS, load_dataset
+from fusedet.datasets.splits import SplitInfo, apply_split_file, read_split_file
+from fusedet.datasets.text import read_csv_rows, read_lines, read_text
+from fusedet.datasets.value_range import RangeLog, ValueRange, parse_value_range
 
 __all__ = [
     "DATASETS",
@@ -25,12 +28,21 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Pair",
     "PairFolder",
+    "RangeLog",
+    "SplitInfo",
+    "ValueRange",
+    "apply_split_file",
     "generate_demo",
     "list_images",
     "load_dataset",
+    "parse_value_range",
+    "read_csv_rows",
     "read_image",
     "read_ir",
+    "read_lines",
     "read_pair",
+    "read_split_file",
+    "read_text",
     "read_vis",
     "replace_luma",
     "rgb_to_gray",

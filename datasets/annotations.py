@@ -2,9 +2,11 @@
 
 Every reader (M3FD, MSRS, LLVIP, demo) funnels its objects through :func:`make_record`, so all of
 them treat odd input the same way:
-- a class name is matched case-insensitively, ignoring spaces, ``_`` and ``-``, against the dataset's
-  canonical names and their aliases; an unknown name is skipped and counted in
-  ``warnings.unknown_classes`` (name as written -> instances);
+- a class name is matched after normalisation (NFKC, invisible characters removed, case folded,
+  spaces, ``_`` and ``-`` ignored) against the dataset's canonical names, then through the shared
+  alias table (:mod:`fusedet.datasets.class_names`); an unknown name is skipped and counted in
+  ``warnings.unknown_classes`` (name as written -> instances; shown with ``repr`` when it holds
+  invisible characters);
 - a box reaching outside the image is clipped to it and counted in ``warnings.clipped_boxes`` (an
   overshoot below :data:`CLIP_TOLERANCE` pixels, the rounding noise of normalised YOLO labels, is
   clipped without being counted);
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusedet.datasets.class_names import ClassMatcher
 from fusedet.datasets.headers import pair_size
 from fusedet.datasets.io import few
 from fusedet.datasets.layout import PairFiles
@@ -28,24 +31,21 @@ from fusedet.errors import InputError
 CLIP_TOLERANCE = 0.01  # pixels
 
 
-def _norm(name: str) -> str:
-    return "".join(ch for ch in name.strip().lower() if ch not in " _-")
-
-
 class ClassMap:
-    """Canonical class names (their order gives category ids) plus accepted aliases."""
+    """Canonical class names (their order gives category ids) plus accepted aliases.
+
+    Names are matched by :class:`fusedet.datasets.class_names.ClassMatcher`: normalised (NFKC,
+    invisible characters removed, case folded, spaces/``_``/``-`` ignored), exact first, then
+    through the shared alias table; `aliases` adds dataset-specific spellings.
+    """
 
     def __init__(self, classes: Sequence[str], aliases: Mapping[str, str] | None = None) -> None:
         self.classes: list[str] = list(classes)
-        self._lookup: dict[str, str] = {_norm(c): c for c in self.classes}
-        for alias, target in (aliases or {}).items():
-            if target not in self.classes:
-                raise ValueError(f"alias {alias!r} points to {target!r}, which is not one of {self.classes}")
-            self._lookup.setdefault(_norm(alias), target)
+        self.matcher = ClassMatcher(self.classes, aliases)
 
     def canonical(self, name: str) -> str | None:
         """The canonical name for `name`, or None if it is neither a class nor an alias."""
-        return self._lookup.get(_norm(name))
+        return self.matcher.match(name)
 
 
 def make_record(
@@ -139,7 +139,7 @@ def note_unmatched(
         raise InputError(f"{label_dir}: no pair has {_article(kind)} {kind} here ({naming} must be named like the images)")
     if warnings.unannotated_images:
         warnings.notes.append(
-            f"{len(warnings.unannotated_images)} pair(s) have no {kind} in {label_dir} and were skipped: "
+            f"pairs without annotation were skipped: {len(warnings.unannotated_images)} pair(s) have no {kind} in {label_dir}: "
             f"{few(warnings.unannotated_images)}"
         )
     orphans = sorted(set(label_stems) - set(pair_stems))

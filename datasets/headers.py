@@ -9,20 +9,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fusedet.errors import InputError
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header; InputError names unreadable files."""
+    """(width, height) of an image file, read from its header; InputError names unreadable files.
+
+    Files Pillow cannot identify but OpenCV decodes (multi-channel float or signed 16-bit TIFFs, as
+    radiometric exports write) are sized by decoding them with OpenCV.
+    """
     try:
         with _pillow_open()(path) as image:
             width, height = image.size
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
-        raise InputError(f"{path}: unreadable image header ({exc})") from None
+        decoded = _opencv_size(path)
+        if decoded is None:
+            raise InputError(f"{path}: unreadable image header ({exc})") from None
+        width, height = decoded
     if width <= 0 or height <= 0:
         raise InputError(f"{path}: image header gives an empty size {width}x{height}")
     return int(width), int(height)
@@ -37,6 +46,15 @@ def pair_size(stem: str, ir_path: Path, vis_path: Path) -> tuple[int, int]:
             f"{vis_path} is {vis_size[0]}x{vis_size[1]} (W x H); register/resize the pair first"
         )
     return ir_size
+
+
+def _opencv_size(path: Path) -> tuple[int, int] | None:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if image is None or image.size == 0 else (int(image.shape[1]), int(image.shape[0]))
 
 
 def _pillow_open():

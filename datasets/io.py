@@ -1,7 +1,13 @@
 """Image I/O shared by every part of fusedet: folders of IR/VIS pairs matched by stem.
 
 Conventions (those of the fusion literature):
-- images are returned as float32 in [0, 1]; 8-bit values are divided by 255, 16-bit by 65535;
+- images are returned as float32 in [0, 1]; how decoded values get there is a value-range spec
+  (:mod:`fusedet.datasets.value_range`): the IR and VIS readers take ``ir_range=`` / ``vis_range=``
+  (default ``auto``: 8-bit / 255; 16-bit / 65535 unless nearly flat, then a counted per-image
+  percentile stretch; floats in [0, 1] as is, other floats an error unless ``minmax`` or
+  ``percentile`` is chosen); :func:`read_image` defaults to ``full`` (8-bit / 255, 16-bit / 65535,
+  the convention the fusion metrics read by). Nothing is ever clipped silently. Pass a
+  :class:`fusedet.datasets.value_range.RangeLog` as ``log=`` to count the decisions;
 - IR is one channel: a colour or 3-equal-channel IR file is reduced with the BT.601 luma weights;
 - VIS is RGB (H x W x 3); a gray visible file is replicated to three channels;
 - an alpha channel is dropped.
@@ -20,7 +26,10 @@ import numpy as np
 
 from fusedet.datasets.atomic import write_bytes_atomic
 from fusedet.datasets.color import rgb_to_gray, rgb_to_ycbcr
+from fusedet.datasets.value_range import RangeLog, ValueRange, parse_value_range, to_unit_range
 from fusedet.errors import InputError
+
+RangeSpec = str | ValueRange | None
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -46,8 +55,10 @@ def list_images(folder: str | os.PathLike) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image as float32 in [0, 1]: H x W for gray files, H x W x 3 RGB for colour ones."""
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as stored (OpenCV ``IMREAD_UNCHANGED``): its own dtype (uint8, uint16,
+    float32, ...), H x W or H x W x 3 in RGB order; alpha (and a gray file's alpha) dropped.
+    InputError for missing, corrupt or unsupported files."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -55,39 +66,39 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None or image.size == 0:
         raise InputError(f"{path}: unreadable or corrupt image file")
-    if image.dtype == np.uint8:
-        scale = 255.0
-    elif image.dtype == np.uint16:
-        scale = 65535.0
-    elif image.dtype in (np.float32, np.float64):
-        scale = 1.0
-    else:
-        raise InputError(f"{path}: unsupported pixel type {image.dtype} (8-bit, 16-bit or float images only)")
-    image = image.astype(np.float32) / np.float32(scale)
     if image.ndim == 3:
         channels = image.shape[2]
-        if channels == 1:
-            image = image[:, :, 0]
-        elif channels == 2:  # gray + alpha
+        if channels in (1, 2):  # gray (+ alpha)
             image = image[:, :, 0]
         elif channels in (3, 4):
             image = np.ascontiguousarray(image[:, :, 2::-1])  # BGR(A) -> RGB
         else:
             raise InputError(f"{path}: unsupported number of channels ({channels})")
-    if not np.isfinite(image).all():
-        raise InputError(f"{path}: image holds non-finite values")
-    return np.clip(image, 0.0, 1.0)
+    return image
 
 
-def read_ir(path: str | os.PathLike) -> np.ndarray:
-    """Read an infrared image as one channel (H x W, float32 in [0, 1])."""
-    image = read_image(path)
+def read_image(
+    path: str | os.PathLike, value_range: RangeSpec = "full", *, role: str = "image", log: RangeLog | None = None
+) -> np.ndarray:
+    """Read one image as float32 in [0, 1]: H x W for gray files, H x W x 3 RGB for colour ones.
+
+    `value_range` (default ``full``: 8-bit / 255, 16-bit / 65535, floats must lie in [0, 1]) is a
+    spec of :func:`fusedet.datasets.value_range.parse_value_range`; `role` names the image in
+    errors and in `log`. Raises InputError for unreadable files and values the spec cannot map.
+    """
+    spec = parse_value_range(value_range)
+    return to_unit_range(decode_image(path), spec, path=Path(path), role=role, log=log)
+
+
+def read_ir(path: str | os.PathLike, *, ir_range: RangeSpec = "auto", log: RangeLog | None = None) -> np.ndarray:
+    """Read an infrared image as one channel (H x W, float32 in [0, 1]); `ir_range` is a value-range spec."""
+    image = read_image(path, ir_range, role="ir", log=log)
     return rgb_to_gray(image) if image.ndim == 3 else image
 
 
-def read_vis(path: str | os.PathLike) -> np.ndarray:
-    """Read a visible image as RGB (H x W x 3, float32 in [0, 1]); gray files are replicated."""
-    image = read_image(path)
+def read_vis(path: str | os.PathLike, *, vis_range: RangeSpec = "auto", log: RangeLog | None = None) -> np.ndarray:
+    """Read a visible image as RGB (H x W x 3, float32 in [0, 1]); gray files are replicated; `vis_range` is a value-range spec."""
+    image = read_image(path, vis_range, role="vis", log=log)
     return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
@@ -116,10 +127,22 @@ class PairFolder:
     """IR and VIS folders whose images are matched by stem.
 
     Construction checks that both folders hold images and that every stem has a partner;
-    a missing partner raises InputError naming the lonely files.
+    a missing partner raises InputError naming the lonely files. `ir_range`/`vis_range` (value-range
+    specs, default auto) and `log` apply to every :meth:`read` that does not override them.
     """
 
-    def __init__(self, ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        ir_dir: str | os.PathLike,
+        vis_dir: str | os.PathLike,
+        *,
+        ir_range: RangeSpec = "auto",
+        vis_range: RangeSpec = "auto",
+        log: RangeLog | None = None,
+    ) -> None:
+        self.ir_range = parse_value_range(ir_range, option="ir range")
+        self.vis_range = parse_value_range(vis_range, option="vis range")
+        self.log = log
         self.ir_dir, self.vis_dir = Path(ir_dir), Path(vis_dir)
         self.ir_files = list_images(self.ir_dir)
         self.vis_files = list_images(self.vis_dir)
@@ -140,17 +163,35 @@ class PairFolder:
     def __iter__(self):
         return (self.read(stem) for stem in self.stems)
 
-    def read(self, stem: str) -> Pair:
-        """Read the pair `stem`; different IR/VIS sizes raise InputError naming both files."""
+    def read(
+        self, stem: str, *, ir_range: RangeSpec = None, vis_range: RangeSpec = None, log: RangeLog | None = None
+    ) -> Pair:
+        """Read the pair `stem`; different IR/VIS sizes raise InputError naming both files.
+        `ir_range`/`vis_range`/`log` default to the folder's."""
         if stem not in self.ir_files:
             raise InputError(f"no pair with stem {stem!r} in {self.ir_dir} / {self.vis_dir}")
-        return read_pair(self.ir_files[stem], self.vis_files[stem], stem)
+        return read_pair(
+            self.ir_files[stem],
+            self.vis_files[stem],
+            stem,
+            ir_range=self.ir_range if ir_range is None else ir_range,
+            vis_range=self.vis_range if vis_range is None else vis_range,
+            log=self.log if log is None else log,
+        )
 
 
-def read_pair(ir_path: str | os.PathLike, vis_path: str | os.PathLike, stem: str | None = None) -> Pair:
-    """Read one IR/VIS pair from two files and check that their sizes agree."""
+def read_pair(
+    ir_path: str | os.PathLike,
+    vis_path: str | os.PathLike,
+    stem: str | None = None,
+    *,
+    ir_range: RangeSpec = "auto",
+    vis_range: RangeSpec = "auto",
+    log: RangeLog | None = None,
+) -> Pair:
+    """Read one IR/VIS pair from two files (value-range specs `ir_range`, `vis_range`) and check that their sizes agree."""
     ir_path, vis_path = Path(ir_path), Path(vis_path)
-    ir, vis = read_ir(ir_path), read_vis(vis_path)
+    ir, vis = read_ir(ir_path, ir_range=ir_range, log=log), read_vis(vis_path, vis_range=vis_range, log=log)
     if ir.shape[:2] != vis.shape[:2]:
         raise InputError(
             f"pair {stem or ir_path.stem!r} has different sizes: {ir_path} is {ir.shape[1]}x{ir.shape[0]}, "

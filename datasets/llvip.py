@@ -6,11 +6,12 @@ Layout read (folder names case-insensitive; rules in :mod:`fusedet.datasets.voc_
 
 The split comes from the subfolder. Flat ``infrared/`` and ``visible/`` folders are accepted too;
 their split comes from ``meta/{train,val,test}.txt`` if present, else a seeded 70/10/20 split.
-The one class is ``person`` (``people``/``pedestrian`` accepted).
+The one class is ``person`` (``people``/``pedestrian`` and the rest of the shared alias table accepted).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fusedet.datasets.annotations import ClassMap
@@ -18,17 +19,17 @@ from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.voc_dataset import load_voc_dataset
 
 LLVIP_CLASSES: tuple[str, ...] = ("person",)
-LLVIP_ALIASES: dict[str, str] = {"people": "person", "persons": "person", "pedestrian": "person"}
 
 
-def load_llvip(root: str | Path, *, seed: int = 0) -> DetectionDataset:
-    """Read an LLVIP-layout folder."""
+def load_llvip(root: str | Path, *, seed: int = 0, split_file: str | os.PathLike | None = None) -> DetectionDataset:
+    """Read an LLVIP-layout folder; `split_file` replaces its own split (:func:`fusedet.datasets.splits.read_split_file`)."""
     return load_voc_dataset(
         "llvip",
         root,
         ir_names=["infrared", "ir"],
         vis_names=["visible", "vis", "vi"],
         annotation_names=["Annotations", "Annotation"],
-        class_map=ClassMap(LLVIP_CLASSES, LLVIP_ALIASES),
+        class_map=ClassMap(LLVIP_CLASSES),
         seed=seed,
+        split_file=split_file,
     )

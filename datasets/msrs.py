@@ -8,7 +8,7 @@ Layout read (as in ``shared/data/msrs``; folder names case-insensitive)::
     ROOT/classes.txt             ``0 person`` ... (else person, bicycle, car)
     ROOT/split.txt               ``STEM split`` lines (optional)
 
-Split: ``meta/{train,val,test}.txt``, else ``split.txt``, else the image subfolders, else seeded
+Split: ``split_file`` if given, else ``meta/{train,val,test}.txt``, else ``split.txt``, else the image subfolders, else seeded
 70/10/20. An empty label file is an image without objects; a pair without a label file is skipped
 and listed in ``warnings.unannotated_images`` (InputError if no pair has one); a class id outside classes.txt is counted in
 ``warnings.unknown_classes`` as ``"id K"``. Boxes are clipped/dropped as in
@@ -17,13 +17,14 @@ and listed in ``warnings.unannotated_images`` (InputError if no pair has one); a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from fusedet.datasets.annotations import ClassMap, files_by_stem, labelled_pairs, make_record, note_unmatched
-from fusedet.datasets.layout import child_dir, find_pairs
-from fusedet.datasets.records import DatasetWarnings, DetectionDataset
-from fusedet.datasets.splits import assign_splits
-from fusedet.datasets.yolo_labels import read_class_names, read_yolo_labels, yolo_to_xyxy
+from fusedet.datasets.annotations import ClassMap
+from fusedet.datasets.layout import child_dir
+from fusedet.datasets.records import DetectionDataset
+from fusedet.datasets.yolo_dataset import load_yolo_dataset
+from fusedet.datasets.yolo_labels import read_class_list
 from fusedet.errors import InputError
 
 MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
@@ -31,10 +32,13 @@ MSRS_CLASSES: tuple[str, ...] = ("person", "bicycle", "car")
 LABEL_VARIANTS: dict[str, str] = {"fusion": "labels", "ir": "labels_ir", "vi": "labels_vi", "vis": "labels_vi"}
 
 
-def load_msrs(root: str | Path, *, seed: int = 0, labels: str = "labels") -> DetectionDataset:
+def load_msrs(
+    root: str | Path, *, seed: int = 0, labels: str = "labels", split_file: str | os.PathLike | None = None
+) -> DetectionDataset:
     """Read an MSRS folder; `labels` picks the label folder: labels (fusion, default), labels_ir, labels_vi.
 
-    The aliases fusion / ir / vi name the same three folders.
+    The aliases fusion / ir / vi name the same three folders. `split_file` (``STEM SPLIT`` lines or a
+    plain stem list, :func:`fusedet.datasets.splits.read_split_file`) replaces the dataset's own split.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -44,35 +48,19 @@ def load_msrs(root: str | Path, *, seed: int = 0, labels: str = "labels") -> Det
     if label_dir is None:
         raise InputError(f"{root}: missing label folder {folder_name}/ (YOLO text labels, one per pair)")
     classes_file = next((p / "classes.txt" for p in (label_dir, root) if (p / "classes.txt").is_file()), None)
-    classes = read_class_names(classes_file) if classes_file else list(MSRS_CLASSES)
-    class_map = ClassMap(classes)
-    pairs = find_pairs(root, ["ir", "infrared"], ["vi", "vis", "visible"])
-    stems = [p.stem for p in pairs]
-    split_table = root / "split.txt"
-    splits, split_source, notes = assign_splits(
-        stems, root=root, seed=seed, folder_splits={p.stem: p.folder_split for p in pairs}, table=split_table
-    )
-    label_files = files_by_stem(label_dir, ".txt", "label file", skip=["classes.txt"])
-    warnings = DatasetWarnings(notes=notes)
-    records = []
-    for pair, split, label_path, width, height in labelled_pairs(pairs, splits, label_files, warnings):
-        rows = read_yolo_labels(label_path)
-        boxes = yolo_to_xyxy(rows, width, height)
-        names = [classes[int(c)] if int(c) < len(classes) else f"id {int(c)}" for c in rows[:, 0]]
-        records.append(
-            make_record(
-                stem=pair.stem,
-                ir_path=pair.ir_path,
-                vis_path=pair.vis_path,
-                width=width,
-                height=height,
-                objects=[(n, *map(float, b)) for n, b in zip(names, boxes)],
-                split=split,
-                class_map=class_map,
-                warnings=warnings,
-            )
-        )
-    note_unmatched(warnings, records, label_dir, label_files, stems, kind="label file", naming="label files")
-    return DetectionDataset(
-        name="msrs", root=root, classes=classes, records=records, warnings=warnings, split_source=split_source
+    classes, notes = read_class_list(classes_file) if classes_file else (list(MSRS_CLASSES), [])
+    return load_yolo_dataset(
+        "msrs",
+        root,
+        ir_names=["ir", "infrared"],
+        vis_names=["vi", "vis", "visible"],
+        label_dir=label_dir,
+        id_names=classes,
+        class_map=ClassMap(classes),
+        seed=seed,
+        layout=f"msrs: ir/, vi/, {label_dir.name}/*.txt (YOLO)" + (f", {classes_file.relative_to(root)}" if classes_file else ""),
+        split_file=split_file,
+        table=root / "split.txt",
+        notes=notes,
+        options={"labels": label_dir.name},
     )

@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusedet.datasets.text import parse_xml
 from fusedet.errors import InputError
 
 
@@ -57,15 +58,15 @@ def _number(path: Path, element: ET.Element, tag: str, where: str) -> float:
 
 
 def read_voc(path: str | Path) -> VocAnnotation:
-    """Parse one VOC XML file; malformed XML or a malformed object raises InputError naming the file."""
+    """Parse one VOC XML file; malformed XML or a malformed object raises InputError naming the file.
+
+    The file is decoded by :func:`fusedet.datasets.text.parse_xml` (byte-order marks, UTF-16 and any
+    declared encoding: GBK/GB2312 as Chinese-locale labelling tools write, Big5, Shift-JIS,
+    Latin-1, ...). The root element may be ``<annotation>`` or ``<Annotation>`` (FLIR-aligned).
+    """
     path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as exc:
-        raise InputError(f"{path}: malformed XML ({exc})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read annotation ({exc.strerror or exc})") from None
-    if root.tag != "annotation":
+    root = parse_xml(path)
+    if root.tag.lower() != "annotation":
         raise InputError(f"{path}: not a Pascal VOC annotation (root element <{root.tag}>, expected <annotation>)")
     width = height = None
     size = root.find("size")

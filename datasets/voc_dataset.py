@@ -18,6 +18,7 @@ Rules shared by the readers built on it:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,8 +40,15 @@ def load_voc_dataset(
     annotation_names: Sequence[str],
     class_map: ClassMap,
     seed: int,
+    split_file: str | os.PathLike | None = None,
+    layout: str = "",
+    options: dict | None = None,
 ) -> DetectionDataset:
-    """Read a VOC-annotated pair dataset (see the module docstring for the rules)."""
+    """Read a VOC-annotated pair dataset (see the module docstring for the rules).
+
+    `split_file` (:func:`fusedet.datasets.splits.read_split_file`) replaces the dataset's own split;
+    `layout` is recorded on the dataset (default: the folder names found).
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise InputError(f"{root}: dataset root is not a folder")
@@ -53,8 +61,8 @@ def load_voc_dataset(
     pairs = find_pairs(root, ir_names, vis_names)
     xml_files = files_by_stem(ann_dir, ".xml", "annotation file")
     stems = [p.stem for p in pairs]
-    splits, split_source, notes = assign_splits(
-        stems, root=root, seed=seed, folder_splits={p.stem: p.folder_split for p in pairs}
+    splits, split_info, notes = assign_splits(
+        stems, root=root, seed=seed, folder_splits={p.stem: p.folder_split for p in pairs}, split_file=split_file
     )
     warnings = DatasetWarnings(notes=notes)
     records = []
@@ -86,6 +94,23 @@ def load_voc_dataset(
         )
     if difficult:
         warnings.notes.append(f"{difficult} object(s) marked difficult were kept as ordinary objects")
+    if not layout:
+        ir_dir, vis_dir = pairs[0].ir_path.parent, pairs[0].vis_path.parent
+        layout = f"voc: {_rel(ir_dir, root)}/, {_rel(vis_dir, root)}/, {ann_dir.name}/*.xml"
     return DetectionDataset(
-        name=name, root=root, classes=list(class_map.classes), records=records, warnings=warnings, split_source=split_source
+        name=name,
+        root=root,
+        classes=list(class_map.classes),
+        records=records,
+        warnings=warnings,
+        split_info=split_info,
+        layout=layout,
+        options=dict(options or {}),
     )
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmnet.kernels import conv_act
+
 
 def _global_max(x: torch.Tensor) -> torch.Tensor:
     """``x.amax(dim=(2, 3), keepdim=True)``.
@@ -55,7 +57,8 @@ class SpatialAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         max_map = x.amax(dim=1, keepdim=True)
         mixed_map = 0.5 * x.mean(dim=1, keepdim=True) + 0.5 * max_map
-        return torch.sigmoid(self.conv(torch.cat((max_map, mixed_map), dim=1)))
+        conv = self.conv
+        return conv_act(torch.cat((max_map, mixed_map), dim=1), conv.weight, conv.bias, "sigmoid", padding=conv.padding[0])
 
 
 class CSAB(nn.Module):

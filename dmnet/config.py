@@ -64,6 +64,9 @@ class DMNetConfig:
     unet_dropout: float = 0.2
     unet_norm_groups: int = 32
     latent_timesteps: tuple[int, ...] = (5, 50, 100)
+    # the diffusion module sees its input average-pooled by this factor (1: full resolution, the
+    # paper); its features are brought back to input resolution as before (equation 9)
+    dm_scale: int = 1
 
     # losses (see the module docstring for where the weights come from)
     gamma1: float = 1.0
@@ -123,7 +126,7 @@ _FIELD_TYPES: dict[str, str] = {
     "csab_kernel": "int", "decoder_blocks": "int",
     "diffusion_steps": "int", "beta_start": "float", "beta_end": "float", "unet_inner": "int",
     "unet_mults": "tuple", "unet_res_blocks": "int", "unet_attn_levels": "tuple",
-    "unet_dropout": "float", "unet_norm_groups": "int", "latent_timesteps": "tuple",
+    "unet_dropout": "float", "unet_norm_groups": "int", "latent_timesteps": "tuple", "dm_scale": "int",
     "gamma1": "float", "lam": "float", "gamma2": "float", "grad_operator": "str",
     "use_dtb": "bool", "use_dib": "bool", "use_csab": "bool", "use_dm": "bool", "two_stage": "bool",
 }
@@ -177,6 +180,7 @@ def _check_values(cfg: DMNetConfig) -> None:
     need(all(0 <= a < levels for a in cfg.unet_attn_levels),
          f"unet_attn_levels must lie in 0..{levels - 1}, got {list(cfg.unet_attn_levels)}")
     need(0 <= cfg.unet_dropout < 1, f"unet_dropout must be in [0, 1), got {cfg.unet_dropout}")
+    need(cfg.dm_scale in (1, 2, 4, 8), f"dm_scale must be 1, 2, 4 or 8, got {cfg.dm_scale}")
     need(all(1 <= t <= cfg.diffusion_steps for t in cfg.latent_timesteps),
          f"latent_timesteps must lie in 1..{cfg.diffusion_steps}, got {list(cfg.latent_timesteps)}")
     for name in ("gamma1", "lam", "gamma2"):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dmnet.config import DMNetConfig
+from dmnet.kernels import conv_act
 from dmnet.transformer import TransformerBlock
 
 
@@ -28,4 +29,8 @@ class Decoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """B x C x H x W features -> B x 1 x H x W image in [0, 1]."""
-        return torch.sigmoid(self.head(self.blocks(features)))
+        # self.head's 3x3 conv, LeakyReLU (slope 0.01), 3x3 conv, then the sigmoid, with each
+        # activation fused into its conv where oneDNN can (dmnet.kernels.conv_act)
+        conv1, _, conv2 = self.head
+        h = conv_act(self.blocks(features), conv1.weight, None, "leaky_relu", padding=1)
+        return conv_act(h, conv2.weight, None, "sigmoid", padding=1)

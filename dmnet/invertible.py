@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmnet.dense import chain_sum
-from dmnet.kernels import conv1x1
+from dmnet.kernels import conv1x1, conv_act
 
 
 class InvertedResidual(nn.Module):
@@ -40,9 +40,10 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expand, _, pad, depthwise, _, project = self.body
-        # ReLU6 in place on the fresh conv outputs (autograd differentiates it through its result)
-        h = F.relu6(conv1x1(x, expand.weight), inplace=True)
-        h = F.relu6(depthwise(pad(h)), inplace=True)
+        # ReLU6 fused into the convs (oneDNN), or in place on their fresh outputs (autograd
+        # differentiates it through its result)
+        h = conv_act(x, expand.weight, None, "relu6")
+        h = conv_act(pad(h), depthwise.weight, None, "relu6", groups=depthwise.groups)
         return conv1x1(h, project.weight)
 
 

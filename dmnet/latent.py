@@ -14,6 +14,11 @@ The concatenation order is level-major (deepest level first), then time step.
 
 The U-Net needs H and W divisible by 2 ** (levels - 1): the input is padded (replicate) and the
 features are cropped back, so any H x W works.
+
+``dm_scale`` k > 1 (not in the paper: a CPU-speed option of small presets) runs the DM on the input
+average-pooled by k (padded to a multiple of k * 2 ** (levels - 1) first), for L_dm and for the
+features alike; every level's fused features are then brought to the (padded) input resolution, as
+the deeper levels always are. The U-Net's cost falls by about k^2.
 """
 
 from __future__ import annotations
@@ -44,13 +49,20 @@ class DiffusionModule(nn.Module):
         self.unet = SR3UNet(2, 2, cfg.unet_inner, cfg.unet_mults, cfg.unet_res_blocks,
                             cfg.unet_attn_levels, cfg.unet_dropout, cfg.unet_norm_groups)
         self.timesteps = tuple(cfg.latent_timesteps)
-        self.multiple = 2 ** (len(cfg.unet_mults) - 1)
+        self.scale = int(cfg.dm_scale)
+        self.multiple = 2 ** (len(cfg.unet_mults) - 1) * self.scale
         n_t = len(self.timesteps)
         self.fuse = nn.Conv2d(n_t * sum(self.unet.feature_channels), cfg.dim, 1)
 
     def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """L_dm (equation 17) on a 2-channel image in [-1, 1]; t and noise from ``generator``."""
-        return noise_prediction_loss(self.unet, self.schedule, pad_to_multiple(x0, self.multiple), generator)
+        return noise_prediction_loss(self.unet, self.schedule, self.unet_input(x0), generator)
+
+    def unet_input(self, x0: torch.Tensor) -> torch.Tensor:
+        """The DM's view of a B x 2 x H x W input: padded to a multiple of the U-Net's stride (times
+        ``dm_scale``), then average-pooled by ``dm_scale``."""
+        x0 = pad_to_multiple(x0, self.multiple)
+        return F.avg_pool2d(x0, self.scale) if self.scale > 1 else x0
 
     def decoder_features(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                          shared_noise: bool = False) -> list[torch.Tensor]:
@@ -60,7 +72,7 @@ class DiffusionModule(nn.Module):
         ``shared_noise``: one noise draw per time step, the same for every image of the batch, so
         that an image's features do not depend on the batch it is in (deterministic inference).
         """
-        x0 = pad_to_multiple(x0, self.multiple)
+        x0 = self.unet_input(x0)
         b = x0.shape[0]
         n_t = len(self.timesteps)
         shape = (n_t, 1 if shared_noise else b) + tuple(x0.shape[1:])
@@ -73,7 +85,7 @@ class DiffusionModule(nn.Module):
     def fuse_features(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Phi^L = conv1x1(concat(upsample(features))) cropped to ``size`` (computed per level)."""
         n_t = len(self.timesteps)
-        padded = feats[-1].shape[-2:]
+        padded = (feats[-1].shape[-2] * self.scale, feats[-1].shape[-1] * self.scale)
         out = None
         offset = 0
         for f in feats:

@@ -33,6 +33,8 @@ Devices: CPU, or CUDA with bf16 autocast (``precision="auto"``). Launched by ``t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import platform
@@ -57,6 +59,10 @@ LAST = "last.pt"
 PRECISIONS = ("auto", "fp32", "bf16")
 # settings that must match for a resumed run to continue the same training (stage2_epochs may grow)
 _RESUME_KEYS = ("stage1_epochs", "batch_size", "lr", "seed")
+# data_info entries that say which data a run trains on: with a fingerprint on both sides the
+# fingerprint decides, so a moved data folder with the same files still resumes
+FINGERPRINT = "fingerprint"
+DATA_IDENTITY_KEYS = ("dirs", "pairs")
 
 
 class NonFiniteLossError(DMNetError):
@@ -152,14 +158,18 @@ def train(
     *,
     data_info: dict[str, Any] | None = None,
     resume: bool = False,
+    allow_new_data: bool = False,
     callback: TrainCallback | None = None,
 ) -> TrainResult:
     """Train `model` (a DMNet) on `dataset` for both stages, writing a checkpoint each epoch to `out_dir`.
 
     `data_info` (plain values: folders, pair count, crop size...) goes into every checkpoint's summary
     and must match on resume, as must the model configuration and the settings in ``_RESUME_KEYS``;
-    ``stage2_epochs`` may be raised to train longer. Without `resume`, an `out_dir` that already holds
-    ``last.pt`` is an error (nothing is overwritten). Raises NonFiniteLossError on a NaN/inf loss.
+    ``stage2_epochs`` may be raised to train longer. ``data_info["fingerprint"]`` (optional: item name
+    -> a stamp of its files, e.g. size and modification time) is compared item by item on resume (see
+    `check_resume`); a change is refused unless `allow_new_data`, which is then recorded in the
+    summary's ``data_changes``. Without `resume`, an `out_dir` that already holds ``last.pt`` is an
+    error (nothing is overwritten). Raises NonFiniteLossError on a NaN/inf loss.
     """
     settings = settings or TrainSettings()
     callback = callback or TrainCallback()
@@ -169,7 +179,7 @@ def train(
         raise DMNetError("the training dataset is empty")
     ctx = _Distributed.from_env(settings.device)
     try:
-        return _Run(model, dataset, out_dir, settings, data_info, callback, ctx).run(resume)
+        return _Run(model, dataset, out_dir, settings, data_info, callback, ctx).run(resume, allow_new_data)
     finally:
         ctx.close()
 
@@ -249,15 +259,15 @@ class _Run:
         self.two_stage = model.config.two_stage
         self.amp = settings.precision == "bf16" or (settings.precision == "auto" and ctx.device.type == "cuda")
         self.history: list[dict[str, Any]] = []
+        self.data_changes: list[dict[str, Any]] = []  # data changes accepted on resume (allow_new_data)
         self.model.to(ctx.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
 
     # ------------------------------------------------------------------ resume
     def resume_key(self) -> dict[str, Any]:
-        s = asdict(self.settings)
-        return {"config": self.model.config.to_dict(), "data": self.data_info, **{k: s[k] for k in _RESUME_KEYS}}
+        return resume_key(self.model, self.settings, self.data_info)
 
-    def restore(self, resume: bool) -> int:
+    def restore(self, resume: bool, allow_new_data: bool) -> int:
         """Load last.pt when resuming; return the number of epochs already done."""
         last = self.out_dir / LAST
         if not last.exists():
@@ -265,15 +275,7 @@ class _Run:
         if not resume:
             raise DMNetError(f"{last} exists: pass --resume (resume=True) to continue that run, or choose another output folder")
         ck = read_checkpoint(last, map_location=self.ctx.device)
-        if not ck.training:
-            raise DMNetError(f"{last}: holds no training state (optimizer, epoch); cannot resume from it")
-        stored, current = ck.training.get("resume_key", {}), self.resume_key()
-        differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-        if differ:
-            raise DMNetError(
-                f"{last}: cannot resume: this run differs from the stored one in {', '.join(differ)} "
-                "(resume with the same data, preset, overrides, seed, batch, lr and stage-1 epochs)"
-            )
+        found = _verify(ck, last, self.resume_key(), allow_new_data)
         check_state_dict(self.model, ck.state_dict, last)
         history = list(ck.summary.get("history", []))
         changed = [r["epoch"] for r in history if r.get("lr", self.settings.lr) != self.settings.lr_at(r["epoch"])]
@@ -285,11 +287,14 @@ class _Run:
         self.model.load_state_dict(ck.state_dict)
         self.optimizer.load_state_dict(ck.training["optimizer"])
         self.history = history
-        return int(ck.training["epoch"])
+        self.data_changes = list(ck.summary.get("data_changes", []))
+        if found.data_changes:
+            self.data_changes.append({"after_epoch": found.epochs_done, "changes": found.data_changes})
+        return found.epochs_done
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool) -> TrainResult:
-        done = self.restore(resume)
+    def run(self, resume: bool, allow_new_data: bool = False) -> TrainResult:
+        done = self.restore(resume, allow_new_data)
         s, ctx = self.settings, self.ctx
         result = TrainResult(self.out_dir, self.out_dir / LAST, done, self.history, resumed_from=done)
         if done >= s.total_epochs:
@@ -369,7 +374,8 @@ class _Run:
     def summary(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
         return {
-            "data": self.data_info,
+            "data": summary_data(self.data_info),
+            **({"data_changes": self.data_changes} if self.data_changes else {}),
             "epochs_done": epoch,
             "stage": record["stage"],
             "stage1_epochs": s.stage1_epochs if self.two_stage else 0,
@@ -395,6 +401,109 @@ class _Run:
             for old in sorted(self.out_dir.glob("epoch_*.pt"))[: -self.settings.keep_epochs]:
                 old.unlink(missing_ok=True)
         return path
+
+
+@dataclass
+class ResumeCheck:
+    """What `check_resume` found in ``OUT/last.pt``: the epochs it holds (0: no last.pt, a fresh run),
+    notes for the user, and the data changes accepted with ``allow_new_data`` ('' when none)."""
+
+    epochs_done: int = 0
+    notes: list[str] = field(default_factory=list)
+    data_changes: str = ""
+
+
+def resume_key(model: nn.Module, settings: TrainSettings, data_info: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a resumed run to continue the same training: the model configuration,
+    `data_info` and the settings in ``_RESUME_KEYS`` (stored in last.pt)."""
+    s = asdict(settings)
+    return {"config": model.config.to_dict(), "data": data_info, **{k: s[k] for k in _RESUME_KEYS}}
+
+
+def summary_data(data_info: dict[str, Any]) -> dict[str, Any]:
+    """`data_info` as the checkpoint summary shows it: a fingerprint is replaced by its item count and
+    SHA-256 (the full fingerprint stays in last.pt's resume key)."""
+    info = {k: v for k, v in data_info.items() if k != FINGERPRINT}
+    if FINGERPRINT in data_info:
+        fingerprint = data_info[FINGERPRINT]
+        blob = json.dumps(sorted(fingerprint.items())).encode()
+        info["fingerprint_items"] = len(fingerprint)
+        info["fingerprint_sha256"] = hashlib.sha256(blob).hexdigest()
+    return info
+
+
+def fingerprint_changes(stored: dict[str, str], current: dict[str, str], shown: int = 5) -> str:
+    """How two data fingerprints (item name -> stamp) differ, e.g. ``1 pair removed (a/00001); 1 pair
+    added (a/00002)``; '' when they are equal. At most `shown` names per kind are listed."""
+
+    def names(items: list[str]) -> str:
+        items = sorted(items)
+        more = f" and {len(items) - shown} more" if len(items) > shown else ""
+        return ", ".join(items[:shown]) + more
+
+    kinds = (
+        ("removed", [k for k in stored if k not in current]),
+        ("added", [k for k in current if k not in stored]),
+        ("modified", [k for k in current if k in stored and stored[k] != current[k]]),
+    )
+    return "; ".join(f"{len(items)} pair{'s' * (len(items) != 1)} {kind} ({names(items)})" for kind, items in kinds if items)
+
+
+def check_resume(
+    out_dir: str | os.PathLike,
+    model: nn.Module,
+    settings: TrainSettings,
+    data_info: dict[str, Any] | None = None,
+    *,
+    resume: bool = False,
+    allow_new_data: bool = False,
+) -> ResumeCheck:
+    """The checks `train` makes on ``OUT/last.pt`` before its first epoch, without training: callers
+    run it before slow preparation (decoding every pair). Raises DMNetError for an existing last.pt
+    without `resume`, a last.pt without training state, a configuration, setting or data_info entry
+    that differs, or a data fingerprint that differs (unless `allow_new_data`)."""
+    last = Path(out_dir) / LAST
+    if not last.exists():
+        return ResumeCheck()
+    if not resume:
+        raise DMNetError(f"{last} exists: pass --resume (resume=True) to continue that run, or choose another output folder")
+    return _verify(read_checkpoint(last), last, resume_key(model, settings, data_info or {}), allow_new_data)
+
+
+def _verify(ck, last: Path, current: dict[str, Any], allow_new_data: bool) -> ResumeCheck:
+    """Compare the resume key stored in checkpoint `ck` (read from `last`) with `current`."""
+    if not ck.training:
+        raise DMNetError(f"{last}: holds no training state (optimizer, epoch); cannot resume from it")
+    stored = dict(ck.training.get("resume_key", {}))
+    current = dict(current)
+    stored_data, current_data = dict(stored.pop("data", {}) or {}), dict(current.pop("data", {}) or {})
+    old_fp, new_fp = stored_data.pop(FINGERPRINT, None), current_data.pop(FINGERPRINT, None)
+    found = ResumeCheck(epochs_done=int(ck.training["epoch"]))
+    if old_fp is not None and new_fp is not None:
+        found.data_changes = fingerprint_changes(old_fp, new_fp)
+        for key in DATA_IDENTITY_KEYS:  # the fingerprint decides which data it is
+            stored_data.pop(key, None), current_data.pop(key, None)
+    elif new_fp is not None:
+        found.notes.append(
+            f"{last} holds no data fingerprint (written by an older version): the pairs cannot be compared with the "
+            "stored run's; resuming on the folders and pair count it records"
+        )
+    differ = [k for k in set(stored) | set(current) if stored.get(k) != current.get(k)]
+    data_keys = sorted(k for k in set(stored_data) | set(current_data) if stored_data.get(k) != current_data.get(k))
+    differ = sorted(differ + ([f"data ({', '.join(data_keys)})"] if data_keys else []))
+    if differ:
+        raise DMNetError(
+            f"{last}: cannot resume: this run differs from the stored one in {', '.join(differ)} "
+            "(resume with the same data, preset, overrides, seed, batch, lr and stage-1 epochs)"
+        )
+    if found.data_changes:
+        if not allow_new_data:
+            raise DMNetError(
+                f"{last}: cannot resume: the data differ from the stored run's: {found.data_changes}; resume on the same "
+                "pairs, or pass --allow-new-data (allow_new_data=True) to continue on these"
+            )
+        found.notes.append(f"continuing on new data (allowed): {found.data_changes}")
+    return found
 
 
 def _package_version() -> str:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmnet.dense import chain_sum
-from dmnet.kernels import conv1x1, layer_norm_conv1x1
+from dmnet.kernels import conv1x1, conv_act, conv_mul, layer_norm_conv1x1, mix_channels_add
 
 
 def pixels(x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,10 @@ class MDTA(nn.Module):
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor, norm: ChannelLayerNorm | None = None) -> torch.Tensor:
-        """MDTA(x), or MDTA(norm(x)) when ``norm`` is given (normalised and projected together)."""
+    def forward(self, x: torch.Tensor, norm: ChannelLayerNorm | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """MDTA(x), or MDTA(norm(x)) when ``norm`` is given (normalised and projected together);
+        ``residual`` + that when ``residual`` is given (added as the output is written)."""
         b, c, h, w = x.shape
         heads, d = self.heads, c // self.heads
         parts = (slice(0, 2 * c), slice(2 * c, 3 * c))  # [q, k] and v channels
@@ -72,15 +74,17 @@ class MDTA(nn.Module):
             qk, v = (conv1x1(x, w_in[part]) for part in parts)
         else:
             qk, v = norm.conv1x1(x, [w_in[part] for part in parts])
-        qk, v = (pixels(F.conv2d(t, w_dw[part], padding=1, groups=part.stop - part.start))  # B, HW, ch.
-                 for t, part in zip((qk, v), parts))
+        qk, v = (F.conv2d(t, w_dw[part], padding=1, groups=part.stop - part.start) for t, part in zip((qk, v), parts))
+        qk = pixels(qk)  # B x HW x 2C
         # the attention and W_out blockdiag(attn) (C x C per image) in float32 at least, autocast or not
         with torch.autocast(x.device.type, enabled=False):
             acc = torch.promote_types(qk.dtype, torch.float32)
             attn = torch.softmax(self._cosine(qk.to(acc), c) * self.temperature.to(acc), dim=-1)
             w_out = self.project_out.weight.to(acc).flatten(1).view(c, heads, d).transpose(0, 1)  # heads C d
             mix = (w_out @ attn).permute(0, 2, 1, 3).reshape(b, c, c)
-        out = v @ mix.transpose(1, 2).to(v.dtype)  # B x HW x C
+        if residual is not None:
+            return mix_channels_add(residual, v, mix)
+        out = pixels(v) @ mix.transpose(1, 2).to(v.dtype)  # B x HW x C
         return out.unflatten(1, (h, w)).permute(0, 3, 1, 2)
 
     def _cosine(self, qk: torch.Tensor, c: int) -> torch.Tensor:
@@ -122,8 +126,9 @@ class GDFN(nn.Module):
             x1, x2 = (conv1x1(x, w_in[part]) for part in halves)
         else:
             x1, x2 = norm.conv1x1(x, [w_in[part] for part in halves])
-        x1, x2 = (F.conv2d(t, w_dw[part], padding=1, groups=hidden) for t, part in zip((x1, x2), halves))
-        return conv1x1(F.gelu(x1) * x2, self.project_out.weight)
+        # GELU(dwconv(x1)) * dwconv(x2), each element-wise step fused into its conv where oneDNN can
+        gate = conv_act(x1, w_dw[halves[0]], None, "gelu", padding=1, groups=hidden)
+        return conv1x1(conv_mul(x2, gate, w_dw[halves[1]], padding=1, groups=hidden), self.project_out.weight)
 
 
 class TransformerBlock(nn.Module):
@@ -137,7 +142,7 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x, self.norm1)  # = x + attn(norm1(x))
+        x = self.attn(x, self.norm1, residual=x)  # = x + attn(norm1(x))
         return x + self.ffn(x, self.norm2)  # = x + ffn(norm2(x))
 
 

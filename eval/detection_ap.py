@@ -37,7 +37,12 @@ APResult = dict[str, float | None]
 
 
 def coco_ground_truth(records: Sequence, classes: Sequence[str]) -> dict:
-    """COCO ground truth for `records` (DetectionRecord-like: stem, vis_path, width, height, boxes, labels)."""
+    """COCO ground truth for `records` (DetectionRecord-like: stem, vis_path, width, height, boxes,
+    labels, ignore_boxes, ignore_labels). Boxes are pixel xyxy; COCO's bbox is
+    [x, y, w, h] and `area` is w * h. Ignore regions (KAIST's people, cyclist and person? boxes)
+    become ``iscrowd: 1`` annotations of their class: pycocotools (and fusedet.eval.ap_engine)
+    neither count them as objects to find nor count detections on them as false positives.
+    Raises ValueError for a label outside `classes`."""
     class_id = {name: i + 1 for i, name in enumerate(classes)}
     images, annotations = [], []
     for image_id, record in enumerate(records, start=1):
@@ -50,7 +55,10 @@ def coco_ground_truth(records: Sequence, classes: Sequence[str]) -> dict:
                 "height": int(record.height),
             }
         )
-        for box, label in zip(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.labels):
+        objects = [(b, lab, 0) for b, lab in zip(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.labels)]
+        ignore = np.asarray(record.ignore_boxes, dtype=np.float64).reshape(-1, 4)
+        objects += [(b, lab, 1) for b, lab in zip(ignore, record.ignore_labels)]
+        for box, label, crowd in objects:
             if label not in class_id:
                 raise ValueError(f"{record.stem}: label {label!r} is not one of the classes {list(classes)}")
             x1, y1, x2, y2 = (float(v) for v in box)
@@ -62,7 +70,7 @@ def coco_ground_truth(records: Sequence, classes: Sequence[str]) -> dict:
                     "category_id": class_id[label],
                     "bbox": [round(x1, 3), round(y1, 3), round(w, 3), round(h, 3)],
                     "area": round(w * h, 3),
-                    "iscrowd": 0,
+                    "iscrowd": crowd,
                 }
             )
     categories = [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(classes)]

@@ -129,6 +129,26 @@ def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> t
     return valid.reshape(*x.shape[:-2], *valid.shape[-2:])
 
 
+def filter2d_same(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
+    """Separable 2-D correlation of the last two axes with outer(taps, taps), zero padding outside the image,
+    output the input's size (MATLAB ``filter2(h, X, 'same')``; odd-length symmetric taps).
+
+    CPU tensors go through OpenCV's separable filter with a constant zero border; other devices pad and
+    use the banded GEMMs of :func:`filter2d_valid`.
+    """
+    half = len(taps) // 2
+    if x.device.type != "cpu":
+        return filter2d_valid(F.pad(x, (half, half, half, half)), taps)
+    h, w = x.shape[-2:]
+    kernel = np.asarray(taps, dtype=np.float64)
+    src = x.detach().reshape(-1, h, w).numpy()
+    out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
+    dst = out.numpy()
+    for i in range(src.shape[0]):
+        cv2.sepFilter2D(np.ascontiguousarray(src[i]), -1, kernel, kernel, dst=dst[i], borderType=cv2.BORDER_CONSTANT)
+    return out.reshape(x.shape)
+
+
 def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sums over every size x size window that lies inside the image ('valid'), for the last two axes.
 
@@ -153,8 +173,20 @@ def sobel_same(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sobel responses (gx, gy) as in ``scipy.signal.convolve2d(x, h, mode='same')`` (zero padding).
 
     The kernels are convolved (flipped): gx with [[-1,0,1],[-2,0,2],[-1,0,1]], gy with
-    [[1,2,1],[0,0,0],[-1,-2,-1]], as Xydeas-Petrovic Qabf code does. Exact for integer images.
+    [[1,2,1],[0,0,0],[-1,-2,-1]], as Xydeas-Petrovic Qabf code does (MATLAB ``conv2(X, h, 'same')``).
+    Exact for integer images (float32 or float64). CPU tensors go through OpenCV's Sobel (whose x kernel is
+    the correlation [-1, 0, 1], so gx is its negation); other devices through shifted differences.
     """
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        h, w = x.shape[-2:]
+        src = x.detach().reshape(-1, h, w).numpy()
+        gx, gy = torch.empty((2, src.shape[0], h, w), dtype=x.dtype)
+        depth = cv2.CV_32F if x.dtype == torch.float32 else cv2.CV_64F
+        for i in range(src.shape[0]):
+            img = np.ascontiguousarray(src[i])
+            cv2.Sobel(img, depth, 1, 0, dst=gx[i].numpy(), ksize=3, borderType=cv2.BORDER_CONSTANT)
+            cv2.Sobel(img, depth, 0, 1, dst=gy[i].numpy(), ksize=3, borderType=cv2.BORDER_CONSTANT)
+        return gx.neg_().reshape(x.shape), gy.reshape(x.shape)
     xp = F.pad(x, (1, 1, 1, 1))
     d = xp[..., :, :-2] - xp[..., :, 2:]  # flipped [-1, 0, 1] along columns
     gx = d[..., :-2, :] + 2 * d[..., 1:-1, :] + d[..., 2:, :]

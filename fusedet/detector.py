@@ -9,15 +9,17 @@ Weights:
   for plumbing tests and training from scratch);
 - ``demo``: the small detector shipped in ``fusedet/weights/demo_yolo.pt`` (see its model card).
 
-Classes. COCO weights (80 classes in COCO order) are mapped by name onto the dataset's classes:
-person -> People/person, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck,
-bicycle -> bicycle; every other COCO class is dropped, and a dataset class no COCO class maps to
-(M3FD's Lamp) is *not covered*: its AP is not computed. Weights trained on other classes (our
-fine-tuned ones) are matched to the dataset's classes by name, case-insensitively.
+Classes. A detector's class names are matched onto the dataset's through the one alias table of
+:mod:`fusedet.datasets.class_names` (names normalised: NFKC, invisible characters removed, case
+folded, spaces/_/- ignored; exact names first, then aliases): COCO's person -> People/person/
+pedestrian, car -> Car, bus -> Bus, motorcycle -> Motorcycle/Motor, truck -> Truck, bicycle ->
+bicycle, and a fine-tuned detector's ``People`` covers a dataset's ``person``. Every other
+detector class is dropped, and a dataset class no detector class maps to (M3FD's Lamp under COCO
+weights) is *not covered*: its AP is not computed, and ``ClassMapping.reasons`` says why.
 
 Evaluation settings (those of ultralytics' own validation): confidence 0.001, NMS IoU 0.6 (the
-issue's choice; ultralytics `val` uses 0.7), at most 300 boxes per image. Image size: by default
-the size the weights were trained at, read from the checkpoint (640 for yolov5xu.pt, its COCO
+default of YOLOv5's own val.py, the paper's detector; ultralytics `val` uses 0.7), at most 300 boxes
+per image. Image size: by default the size the weights were trained at, read from the checkpoint (640 for yolov5xu.pt, its COCO
 training size; 640 when a checkpoint does not say): a detector sees objects at the scale it
 learned. The paper does not give one. At 640, M3FD's 1024 x 768 images are letterboxed to
 640 x 480 and small objects (far people, lamps) lose pixels; `imgsz=1024` keeps them at about
@@ -27,29 +29,24 @@ batched; on CUDA the model runs in half precision.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fusedet import runtime
+from fusedet.datasets.class_names import ClassMatcher
+from fusedet.devices import DeviceLike, resolve_device
 from fusedet.errors import InputError
 from fusedet.hashing import file_sha256
+from fusedet.settings import DEFAULT_DETECTOR_WEIGHTS, DetectorSettings, split_overrides
 
-DEFAULT_WEIGHTS = "yolov5xu.pt"
+DEFAULT_WEIGHTS = DEFAULT_DETECTOR_WEIGHTS
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_yolo.pt"
 
-# COCO class -> the dataset class names it stands for (lower case). Source: the issue / the paper's Table VII
-# classes (M3FD), MSRS's labels (person, bicycle, car) and LLVIP's (person).
-COCO_TO_DATASET: dict[str, tuple[str, ...]] = {
-    "person": ("person", "people", "pedestrian"),
-    "bicycle": ("bicycle", "bike"),
-    "car": ("car",),
-    "motorcycle": ("motorcycle", "motor", "motorbike"),
-    "bus": ("bus",),
-    "truck": ("truck",),
-}
 # Indices of a few classes in the 80-class COCO order every COCO-pretrained ultralytics model uses.
 _COCO_INDEX = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck", 79: "toothbrush"}
 
@@ -74,6 +71,7 @@ class ClassMapping:
     covered: tuple[str, ...]
     not_covered: tuple[str, ...]
     coco: bool
+    reasons: dict[str, str] = field(default_factory=dict)  # not-covered class -> why, one sentence
 
 
 def is_coco(names: Mapping[int, str]) -> bool:
@@ -84,13 +82,8 @@ def is_coco(names: Mapping[int, str]) -> bool:
 def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMapping:
     """Map the detector's class names onto the dataset's `classes` (see the module docstring)."""
     coco = is_coco(names)
-    by_lower = {c.lower(): c for c in classes}
-    mapping: dict[int, str] = {}
-    for index, name in names.items():
-        candidates = COCO_TO_DATASET.get(name.lower(), ()) if coco else (name.lower(),)
-        target = next((by_lower[c] for c in candidates if c in by_lower), None)
-        if target is not None:
-            mapping[int(index)] = target
+    matcher = ClassMatcher(classes)
+    mapping = matcher.match_all(names)
     covered = tuple(c for c in classes if c in mapping.values())
     if not covered:
         shown = ", ".join(list(names.values())[:10]) + (" ..." if len(names) > 10 else "")
@@ -98,18 +91,9 @@ def map_classes(names: Mapping[int, str], classes: Sequence[str]) -> ClassMappin
             f"the detector's classes ({shown}) cover none of the dataset's classes ({', '.join(classes)}); "
             "use COCO weights or weights trained on these classes"
         )
-    return ClassMapping(mapping, covered, tuple(c for c in classes if c not in covered), coco)
-
-
-def resolve_device(device: str | None) -> str:
-    """'auto'/None -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is an error."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU; use --device cpu")
-    return str(device)
+    not_covered = tuple(c for c in classes if c not in covered)
+    reasons = {c: matcher.why_unmatched(c, names.values(), coco=coco) for c in not_covered}
+    return ClassMapping(mapping, covered, not_covered, coco, reasons)
 
 
 def resolve_weights(spec: str | os.PathLike) -> Path | str:
@@ -181,27 +165,39 @@ def trained_imgsz(model, default: int = 640) -> int:
 
 
 class Detector:
-    """An ultralytics YOLO detector with evaluation settings; see the module docstring."""
+    """An ultralytics YOLO detector with evaluation settings; see the module docstring.
 
+    Raises InputError for weights that are missing, not loadable, or not a detection model, and for a
+    device torch cannot use."""
+
+    @classmethod
+    def from_settings(cls, settings: DetectorSettings, device: DeviceLike = None) -> Detector:
+        """The detector a DetectorSettings object describes, on `device`."""
+        return cls(device=device, settings=settings)
+
+    @runtime.in_session
     def __init__(
         self,
-        weights: str | os.PathLike = DEFAULT_WEIGHTS,
-        device: str | None = None,
+        weights: str | os.PathLike | None = None,
+        device: DeviceLike = None,
         *,
-        imgsz: int | None = None,
-        conf: float = 0.001,
-        iou: float = 0.6,
-        max_det: int = 300,
-        batch: int = 16,
-        half: bool | None = None,
+        settings: DetectorSettings | None = None,
+        **overrides,
     ) -> None:
+        """`weights` (default: the settings', else yolov5xu.pt) on `device`; `settings` and
+        `**overrides` (its fields: imgsz, conf, iou, max_det, batch, half) as DetectorSettings."""
         from fusedet.ultralytics_env import prepare
 
         prepare()
         from ultralytics import YOLO
 
-        self.weights = resolve_weights(weights)
-        self.device = resolve_device(device)
+        settings = settings or DetectorSettings()
+        if weights is not None:
+            overrides["weights"] = str(weights)
+        (values,) = split_overrides(overrides, DetectorSettings)
+        settings = dataclasses.replace(settings, **values)
+        self.weights = resolve_weights(settings.weights)
+        self.device = str(resolve_device(device))
         try:
             self.model = YOLO(str(self.weights), task="detect")
         except Exception as exc:
@@ -209,10 +205,10 @@ class Detector:
         if self.model.task != "detect":
             raise InputError(f"{self.weights}: a {self.model.task} model, not a detection model")
         self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
-        self.imgsz = int(imgsz) if imgsz else trained_imgsz(self.model)
-        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
-        self.batch = max(1, int(batch))
-        self.half = self.device.startswith("cuda") if half is None else bool(half)
+        self.imgsz = int(settings.imgsz) if settings.imgsz else trained_imgsz(self.model)
+        self.conf, self.iou, self.max_det = float(settings.conf), float(settings.iou), int(settings.max_det)
+        self.batch = int(settings.batch)
+        self.half = self.device.startswith("cuda") if settings.half is None else bool(settings.half)
         from ultralytics.cfg import DEFAULT_CFG_DICT
 
         # ultralytics 8.4 replaced `half` by `quantize` (16 = fp16); older releases only know `half`
@@ -241,8 +237,12 @@ class Detector:
     def class_mapping(self, classes: Sequence[str]) -> ClassMapping:
         return map_classes(self.names, classes)
 
+    @runtime.in_session
     def predict(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Raw detections per image: (boxes N x 4 xyxy px, scores N, model class indices N)."""
+        from fusedet.ultralytics_env import prepare
+
+        prepare()
         out = []
         for start in range(0, len(images), self.batch):
             chunk = [to_bgr_uint8(im) for im in images[start : start + self.batch]]

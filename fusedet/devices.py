@@ -31,7 +31,7 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
         raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
+            raise InputError(f"device {str(device)!r}: CUDA is not available here (torch sees no CUDA GPU); use --device cpu")
         if dev.index is None and "LOCAL_RANK" in os.environ:
             dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -39,3 +39,11 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
     elif dev.type not in ("cpu", "mps"):
         raise InputError(f"unsupported device {str(device)!r}; use cpu, cuda, cuda:N or auto")
     return dev
+
+
+def device_for(device: DeviceLike, like: object = None) -> torch.device:
+    """The device to compute on: `device` through resolve_device, or, when None, the device of a torch
+    input `like` (the CPU for numpy inputs). Raises InputError as resolve_device does."""
+    if device is None:
+        return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
+    return resolve_device(device)

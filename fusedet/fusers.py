@@ -2,13 +2,16 @@
 
 A fuser works on torch tensors B x 1 x H x W in [0, 1] (IR and visible Y) and returns the fused
 luma in the same layout; `fuse_color` puts the visible chroma back so a detector gets RGB.
-Fusers are registered by name (`mean`, `max`, `dmnet`, ...) and built with `get_fuser(spec)`.
+Fusers are registered by name (`mean`, `max`, `dmnet`, ...) and built with `get_fuser(spec)`; the
+registry holds factories, or the import path of one for fusers that live in other modules (`dmnet`),
+so the model code loads only when that fuser is asked for.
 Fused images produced elsewhere (another method's output folder) are not fusers: see
 `fusedet.sources` for `folder:NAME=DIR`.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
@@ -18,14 +21,19 @@ import torch
 
 from fusedet.datasets.color import replace_luma, rgb_to_ycbcr
 from fusedet.errors import InputError
+from fusedet.settings import closest
 
 T = TypeVar("T")
 
 
 class Fuser(ABC):
-    """Fuses IR and visible-luma batches (B x 1 x H x W, [0, 1]) into a fused luma batch."""
+    """Fuses IR and visible-luma batches (B x 1 x H x W, [0, 1]) into a fused luma batch.
+
+    A fuser has a `device` (where it computes; inputs on another device are moved there and the
+    result comes back on the input's device) and a `provenance()`: what run records say about it."""
 
     name: str = "fuser"
+    device: torch.device = torch.device("cpu")
 
     @abstractmethod
     def fuse(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
@@ -36,8 +44,13 @@ class Fuser(ABC):
         return self.name
 
     def to(self, device: str | torch.device) -> Fuser:
-        """Move the fuser to `device`; stateless fusers ignore it."""
+        """Compute on `device` from now on; returns self."""
+        self.device = torch.device(device)
         return self
+
+    def provenance(self) -> dict:
+        """Plain values for run.json: name, cache key, device (subclasses add weights and settings)."""
+        return {"fuser": self.name, "cache_key": self.cache_key(), "device": str(self.device)}
 
 
 class MeanFuser(Fuser):
@@ -58,34 +71,50 @@ class MaxFuser(Fuser):
         return torch.maximum(ir, vis_y)
 
 
-FuserFactory = Callable[..., Fuser]
-FUSERS: dict[str, FuserFactory] = {"mean": lambda **_: MeanFuser(), "max": lambda **_: MaxFuser()}
+FuserFactory = Callable[[str | None], Fuser]
+
+# name -> a factory `(arg) -> Fuser`, or "module:attribute" naming one, imported on first use (so
+# this module never imports its plugins, and the DMNet model loads only when asked for).
+FUSERS: dict[str, FuserFactory | str] = {
+    "mean": lambda arg: _no_argument("mean", arg, MeanFuser),
+    "max": lambda arg: _no_argument("max", arg, MaxFuser),
+    "dmnet": "fusedet.dmnet_fuser:DMNetFuser",
+}
 
 
-def register_fuser(name: str, factory: FuserFactory) -> None:
-    """Register a fuser factory under `name`; `factory(arg=..., device=...)` builds it."""
+def _no_argument(name: str, arg: str | None, cls: type[Fuser]) -> Fuser:
+    if arg:
+        raise InputError(f"fuser {name!r} takes no argument (got {name}:{arg})")
+    return cls()
+
+
+def register_fuser(name: str, factory: FuserFactory | str) -> None:
+    """Register a fuser under `name`: `factory(arg)` builds it (``arg`` is the text after ``NAME:`` in
+    a spec, or None), or a ``"module:attribute"`` string naming such a factory, imported on first use."""
     FUSERS[name] = factory
 
 
+def check_fuser_spec(spec: str) -> str:
+    """The registered name of fuser spec ``NAME`` or ``NAME:ARG``; InputError naming the closest
+    registered name when there is none. Loads nothing."""
+    name = spec.partition(":")[0]
+    if name not in FUSERS:
+        raise InputError(f"unknown fuser {spec!r}{closest(name, FUSERS)}; known: {', '.join(sorted(FUSERS))}")
+    return name
+
+
 def get_fuser(spec: str | Fuser, device: str | torch.device = "cpu") -> Fuser:
-    """Build a fuser from `NAME` or `NAME:ARG` (for instance `dmnet:path/to.ckpt`), or pass one through."""
+    """Build a fuser from ``NAME`` or ``NAME:ARG`` (for instance ``dmnet:path/to.ckpt``) on `device`,
+    or move a Fuser object there."""
     if isinstance(spec, Fuser):
         return spec.to(device)
-    _ensure_builtin_fusers()
-    name, _, arg = spec.partition(":")
-    if name not in FUSERS:
-        raise InputError(f"unknown fuser {spec!r}; known: {', '.join(sorted(FUSERS))}")
-    return FUSERS[name](arg=arg or None, device=device).to(device)
-
-
-def _ensure_builtin_fusers() -> None:
-    """Register the fusers that live in other modules (imported lazily: dmnet pulls in the model)."""
-    if "dmnet" not in FUSERS:
-        try:
-            import fusedet.dmnet_fuser  # noqa: F401  (registers "dmnet")
-        except ModuleNotFoundError as exc:  # pragma: no cover - only before DMNet landed
-            if exc.name != "fusedet.dmnet_fuser":
-                raise
+    name = check_fuser_spec(spec)
+    arg = spec.partition(":")[2] or None
+    factory = FUSERS[name]
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+    return factory(arg).to(device)
 
 
 def batches_by_size(items: Sequence[T], size: Callable[[T], Hashable], batch: int) -> list[list[T]]:
@@ -105,10 +134,22 @@ def fuse_color(fuser: Fuser, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tenso
     return replace_luma(vis, fused_y[:, 0], channel_axis=1)
 
 
-@torch.no_grad()
-def fuse_arrays(fuser: Fuser, ir: np.ndarray, vis: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
-    """Fuse one pair of numpy images (IR H x W, VIS H x W x 3, [0, 1]); returns H x W x 3 float32."""
-    ir_t = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None].to(device)
-    vis_t = torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+@torch.inference_mode()
+def fuse_arrays(fuser: Fuser, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """Fuse one pair of numpy images (IR H x W, VIS H x W x 3 RGB, float in [0, 1]) on the fuser's
+    device; returns the fused RGB image, H x W x 3 float32 in [0, 1]."""
+    ir_t = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None].to(fuser.device)
+    vis_t = torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32)).permute(2, 0, 1)[None].to(fuser.device)
     fused = fuse_color(fuser, ir_t, vis_t)
     return fused[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+@torch.inference_mode()
+def fuse_pairs_uint8(fuser: Fuser, pairs: Sequence) -> list[np.ndarray]:
+    """Fuse same-size pairs (objects with .ir H x W and .vis H x W x 3 RGB in [0, 1]) as one batch on
+    the fuser's device; returns RGB uint8 images, rounded like fusedet.datasets.to_uint8."""
+    ir = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(fuser.device)
+    vis = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(fuser.device)
+    fused = fuse_color(fuser, ir, vis)
+    pixels = (fused.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())

@@ -1,71 +1,278 @@
-"""Detection sources: which image of each pair the detector sees, and the cache of fused images.
+"""Detection sources: which image of each pair the detector sees. One class per kind of table row.
 
 A source spec is one of
-- ``ir``: the infrared image (gray, given to the detector as three equal channels);
-- ``vi``: the visible image (RGB);
-- a fuser spec (``dmnet``, ``mean``, ``max``, ``dmnet:PATH``): the pair fused by that fuser, its
-  luma recombined with the visible chroma (see fusedet.fusers.fuse_color);
-- ``folder:NAME=DIR``: images someone else fused (another method's outputs), one per stem in DIR,
-  gray or RGB, the same size as the pair;
-- ``NAME=FUSER_SPEC``: a fuser under a name of your choosing (needed when the spec holds a path).
+- ``ir`` (`IrSource`): the infrared image (gray, given to the detector as three equal channels);
+- ``vi`` (`VisSource`): the visible image (RGB);
+- a fuser spec (``dmnet``, ``mean``, ``max``, ``dmnet:PATH``; `FusedSource`): the pair fused by that
+  fuser, its luma recombined with the visible chroma (fusedet.fusers.fuse_color), cached on disk;
+- ``folder:NAME=DIR`` (`FolderSource`): images someone else fused (another method's outputs), one per
+  stem in DIR, gray or RGB, the same size as the pair;
+- ``NAME=SPEC``: any of the above under a name of your choosing (needed when the spec holds a path).
 
-The source's name is its row in the result table and the stem of its detections file, so it must
-be a plain word (letters, digits, ``.``, ``_``, ``+``, ``-``). Specs are separated by commas.
+The source's name is its row in the result table and the stem of its detections file, so it must be
+a plain word (letters, digits, ``.``, ``_``, ``+``, ``-``). Specs are separated by commas.
 
-Fused images are computed once, in batches, on the fuser's device, quantised to 8 bits (the
-detector sees 8-bit images whatever the source), and cached as PNG under
-``CACHE/fused/<fuser name>-<hash of fuser.cache_key()>/<stem>-<hash of the pair's files>.png``
-(the files' paths, sizes and modification times), written atomically; a rerun, or the rerun of an
-interrupted run, reads them back instead of fusing again. Images are decoded in
-worker threads ahead of the batch being computed (OpenCV releases the GIL), and cache files are
-written in the background.
+A source has three steps, in this order: parsing (`parse_sources`: syntax only, instant, so a typo is
+reported before anything loads), `check(records)` (loads what it needs, a fuser's weights, and
+validates its inputs, before any long work) and `images(records, ...)` (the work). Adding a kind of
+source is one class here, listed in SOURCE_KINDS.
+
+Fused images are computed once, in batches of the run's `fuse_batch` pairs of one size, on the
+fuser's device, quantised to 8 bits (the detector sees 8-bit images whatever the source), and cached
+(fusedet.fused_cache). Images are decoded in reader threads ahead of the batch being computed, and
+cache files are written in the background.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-import cv2
 import numpy as np
 import torch
 
-from fusedet.datasets.io import list_images, read_image, read_ir, read_pair, read_vis, to_uint8, write_image
+from fusedet.datasets.io import few, list_images, read_image, read_ir, read_pair, read_vis, to_uint8
+from fusedet.datasets.value_range import RangeLog
 from fusedet.errors import InputError
-from fusedet.fusers import Fuser, batches_by_size, fuse_color, get_fuser
-from fusedet.tables import write_text_atomic
+from fusedet.fused_cache import FusedCache
+from fusedet.fusers import FUSERS, Fuser, batches_by_size, check_fuser_spec, fuse_pairs_uint8, get_fuser
+from fusedet.hashing import files_digest
+from fusedet.image_stream import ImageStream
+from fusedet.settings import RunSettings, closest
 
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-RAW_SOURCES = ("ir", "vi")
 
 
-@dataclass
-class Source:
-    """One row of the result table: `kind` is 'ir', 'vi', 'fuser' or 'folder'."""
+class Source(ABC):
+    """One row of the result table (see the module docstring). `spec` is the text it was parsed from."""
 
-    name: str
-    kind: str
-    spec: str
-    fuser: Fuser | None = None
-    folder: Path | None = None
-    folder_files: dict[str, Path] | None = None
+    kind: ClassVar[str]  # what run.json and resume keys call this kind of source
+
+    def __init__(self, name: str, spec: str | None = None) -> None:
+        if not SOURCE_NAME.match(name):
+            raise InputError(f"bad source name {name!r} in {spec or name!r}: use letters, digits, '.', '_', '+', '-'")
+        self.name = name
+        self.spec = spec if spec is not None else name
 
     def identity(self) -> dict:
         """What determines this source's images (part of the detections' resume key and of run.json)."""
-        out: dict = {"name": self.name, "kind": self.kind, "spec": self.spec}
-        if self.fuser is not None:
-            out["fuser_cache_key"] = self.fuser.cache_key()
-        if self.folder is not None:
-            out["folder"] = str(self.folder.resolve())
-        return out
+        return {"name": self.name, "kind": self.kind, "spec": self.spec}
+
+    def provenance(self) -> dict:
+        """What run.json records about the source (its identity, and a fuser's weights)."""
+        return self.identity()
+
+    def check(self, records: Sequence) -> None:  # noqa: B027  (a hook: most sources have nothing to load)
+        """Load what the source needs and validate its inputs for `records`, before any long work."""
+
+    @abstractmethod
+    def fingerprint(self, record) -> str:
+        """A short hash of the input files behind this source's image of `record` (fusedet.hashing)."""
+
+    @abstractmethod
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
+        """The 8-bit detector inputs of `records` (gray H x W or RGB H x W x 3 uint8), in batches of
+        `batch`, sizes checked against the records; IR and visible images are brought to [0, 1] as
+        ``run.ir_range`` / ``run.vis_range`` say, each decision counted in `log`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, spec={self.spec!r})"
+
+
+def _check_size(record, image: np.ndarray, path) -> np.ndarray:
+    if image.shape[:2] != (record.height, record.width):
+        raise InputError(
+            f"{path} is {image.shape[1]}x{image.shape[0]} but pair {record.stem!r} is {record.width}x{record.height} (W x H)"
+        )
+    return image
+
+
+class _FileSource(Source):
+    """A source whose image of a record is one file, read and converted by `read`."""
+
+    @abstractmethod
+    def path(self, record) -> Path:
+        """The file holding this source's image of `record`."""
+
+    @abstractmethod
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        """The image in `path` as float in [0, 1] (gray H x W or RGB H x W x 3)."""
+
+    def fingerprint(self, record) -> str:
+        return files_digest([self.path(record)])
+
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
+        def load(record) -> np.ndarray:
+            path = self.path(record)
+            return _check_size(record, to_uint8(self.read(path, run, log)), path)
+
+        return ImageStream(records, load, batch=batch, workers=run.workers)
+
+
+class IrSource(_FileSource):
+    """``ir``: the infrared image, gray."""
+
+    kind = "ir"
+
+    def path(self, record) -> Path:
+        return Path(record.ir_path)
+
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        return read_ir(path, ir_range=run.ir_range, log=log)
+
+
+class VisSource(_FileSource):
+    """``vi``: the visible image, RGB."""
+
+    kind = "vi"
+
+    def path(self, record) -> Path:
+        return Path(record.vis_path)
+
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        return read_vis(path, vis_range=run.vis_range, log=log)
+
+
+class FolderSource(_FileSource):
+    """``folder:NAME=DIR``: another method's fused images, ``DIR/STEM.*`` (any image type, gray or RGB)."""
+
+    kind = "folder"
+
+    def __init__(self, name: str, folder: str | os.PathLike, spec: str | None = None) -> None:
+        super().__init__(name, spec)
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise InputError(f"source {name!r}: {self.folder} is not a folder")
+        self.files = list_images(self.folder)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "folder": str(self.folder.resolve())}
+
+    def check(self, records: Sequence) -> None:
+        """Every stem evaluated must have an image in the folder; the error names the missing ones."""
+        missing = [r.stem for r in records if r.stem not in self.files]
+        if missing:
+            raise InputError(f"source {self.name!r}: {self.folder} has no image for {len(missing)} stem(s): {few(missing, 10)}")
+
+    def path(self, record) -> Path:
+        return self.files[record.stem]
+
+    def read(self, path: Path, run: RunSettings, log: RangeLog | None) -> np.ndarray:
+        """Another method's output: 8/16-bit at full scale, floats in [0, 1] (as fusion results are written)."""
+        return read_image(path, "full", role="fused", log=log)
+
+
+class FusedSource(Source):
+    """A fuser's output (``dmnet``, ``mean``, ``max``, ``dmnet:PATH``), cached as PNG under the run's
+    ``cache_dir`` (the source owns its cache, fusedet.fused_cache).
+
+    `fuser` is a spec, built on `device` by `check()` (or on first use), a Fuser object, or a
+    function returning one."""
+
+    kind = "fuser"
+
+    def __init__(
+        self,
+        name: str,
+        fuser: str | Fuser | Callable[[], Fuser],
+        *,
+        device: str | torch.device = "cpu",
+        spec: str | None = None,
+    ) -> None:
+        if isinstance(fuser, str):
+            check_fuser_spec(fuser)
+        super().__init__(name, spec if spec is not None else (fuser if isinstance(fuser, str) else name))
+        self._fuser = fuser
+        self.device = device
+        self._caches: dict[tuple[Path, str], FusedCache] = {}
+
+    @property
+    def fuser(self) -> Fuser:
+        """The fuser, built on first use."""
+        if not isinstance(self._fuser, Fuser):
+            spec = self._fuser
+            self._fuser = get_fuser(spec, device=self.device) if isinstance(spec, str) else spec()
+        return self._fuser
+
+    def cache(self, run: RunSettings) -> FusedCache:
+        """This source's fused-image cache for a run (its ``cache_dir`` and value ranges)."""
+        if run.cache_dir is None:
+            raise InputError(f"source {self.name!r}: the run settings give no cache_dir for its fused images")
+        key = (Path(run.cache_dir), f"{run.ir_range},{run.vis_range}")
+        if key not in self._caches:
+            self._caches[key] = FusedCache(key[0], self.fuser, key[1])
+        return self._caches[key]
+
+    def identity(self) -> dict:
+        return {**super().identity(), "fuser_cache_key": self.fuser.cache_key()}
+
+    def provenance(self) -> dict:
+        fuser = {k if k.startswith("fuser") else f"fuser_{k}": v for k, v in self.fuser.provenance().items()}
+        return {**self.identity(), **fuser}
+
+    def check(self, records: Sequence) -> None:
+        self.fuser  # noqa: B018  (loads the weights now: a bad checkpoint fails before any work)
+
+    def fingerprint(self, record) -> str:
+        return files_digest([record.ir_path, record.vis_path])
+
+    def images(self, records: Sequence, run: RunSettings, batch: int, log: RangeLog | None = None) -> ImageStream:
+        cache = self.cache(run)
+
+        def load(record):
+            """The cached fused image, or the decoded pair to fuse."""
+            image = cache.load(record)
+            if image is not None and image.shape[:2] == (record.height, record.width):
+                return image
+            pair = read_pair(record.ir_path, record.vis_path, record.stem, ir_range=run.ir_range, vis_range=run.vis_range, log=log)
+            _check_size(record, pair.ir, record.ir_path)
+            return pair
+
+        return ImageStream(records, load, batch=batch, workers=run.workers, finisher=_FuseAndCache(self.fuser, cache, run.fuse_batch))
+
+
+class _FuseAndCache:
+    """ImageStream finisher of a FusedSource: fuses the pairs of a batch that the cache did not hold,
+    at most `fuse_batch` pairs of one size per pass, and writes them to the cache in the background."""
+
+    def __init__(self, fuser: Fuser, cache: FusedCache, fuse_batch: int) -> None:
+        self.fuser, self.cache, self.fuse_batch = fuser, cache, fuse_batch
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusedet-cache")
+        self.writes: list[Future] = []
+
+    def __call__(self, records: list, items: list, seconds: dict[str, float]) -> list[np.ndarray]:
+        todo = [i for i, item in enumerate(items) if not isinstance(item, np.ndarray)]
+        if not todo:
+            return items
+        start = time.perf_counter()
+        for indices in batches_by_size(todo, lambda i: items[i].size, self.fuse_batch):
+            fused = fuse_pairs_uint8(self.fuser, [items[i] for i in indices])
+            for i, image in zip(indices, fused):
+                items[i] = image
+                self.writes.append(self.writer.submit(self.cache.save, records[i], image))
+        seconds["fuse"] += time.perf_counter() - start
+        return items
+
+    def close(self, seconds: dict[str, float]) -> None:
+        start = time.perf_counter()
+        try:
+            for future in self.writes:
+                future.result()
+        finally:
+            self.writer.shutdown(wait=True)
+        seconds["cache write"] += time.perf_counter() - start
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+RAW_SOURCES: dict[str, type[_FileSource]] = {"ir": IrSource, "vi": VisSource}
+FOLDER_PREFIX = "folder:"
 
 
 def split_specs(specs: str | Iterable[str]) -> list[str]:
@@ -74,25 +281,30 @@ def split_specs(specs: str | Iterable[str]) -> list[str]:
     return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
 
 
+def valid_specs() -> list[str]:
+    """Every source spec word (for messages): ir, vi, the registered fusers."""
+    return [*RAW_SOURCES, *sorted(FUSERS)]
+
+
 def parse_sources(
     specs: str | Iterable[str | Source],
     *,
     device: str | torch.device = "cpu",
     fusers: Mapping[str, Callable[[], Fuser]] | None = None,
 ) -> list[Source]:
-    """Parse source specs (see the module docstring) and build their fusers on `device`.
+    """Parse source specs (see the module docstring) into Source objects; nothing is loaded yet.
 
-    `fusers` maps a fuser spec to a function returning an already built Fuser (FusionDetector passes
-    its own), used instead of building one from the registry.
-    """
+    `device` is where fusers will compute. `fusers` maps a
+    fuser spec to a function returning an already built Fuser (FusionDetector passes its own), used
+    instead of building one from the registry. Source objects in `specs` are passed through. Raises
+    InputError for a bad spec (naming the closest valid one), a bad name, or a name given twice."""
     fusers = dict(fusers or {})
     out: list[Source] = []
-    for item in ([specs] if isinstance(specs, str) else list(specs)):
+    for item in [specs] if isinstance(specs, str) else list(specs):
         if isinstance(item, Source):
             out.append(item)
             continue
-        for spec in split_specs(item):
-            out.append(_parse_one(spec, device, fusers))
+        out.extend(_parse_one(spec, device, fusers) for spec in split_specs(item))
     if not out:
         raise InputError("no sources given; use for instance --sources ir,vi,dmnet")
     seen: set[str] = set()
@@ -104,229 +316,28 @@ def parse_sources(
 
 
 def _parse_one(spec: str, device, fusers: Mapping[str, Callable[[], Fuser]]) -> Source:
-    if spec in RAW_SOURCES:
-        return Source(spec, spec, spec)
-    if spec.startswith("folder:"):
-        name, sep, folder = spec[len("folder:") :].partition("=")
+    if spec.startswith(FOLDER_PREFIX):
+        name, sep, folder = spec[len(FOLDER_PREFIX) :].partition("=")
         if not sep or not name or not folder:
             raise InputError(f"bad source {spec!r}: write folder:NAME=DIR")
-        _check_name(name, spec)
-        path = Path(folder).expanduser()
-        if not path.is_dir():
-            raise InputError(f"source {name!r}: {path} is not a folder")
-        return Source(name, "folder", spec, folder=path, folder_files=list_images(path))
-    name, sep, fuser_spec = spec.partition("=")
+        return FolderSource(name, folder, spec)
+    name, sep, body = spec.partition("=")
     if not sep:
-        name, fuser_spec = spec, spec
+        name, body = spec, spec
+        if not SOURCE_NAME.match(spec.partition(":")[0]):
+            raise InputError(f"bad source {spec!r}{closest(spec, valid_specs())}; use ir, vi, a fuser ({', '.join(sorted(FUSERS))}) "
+                             "or folder:NAME=DIR")
         if not SOURCE_NAME.match(name):
             raise InputError(f"source {spec!r} needs a name for its table row: write NAME={spec}")
-    _check_name(name, spec)
-    if not fuser_spec:
+    if not body:
         raise InputError(f"bad source {spec!r}: nothing after '='")
-    if fuser_spec in RAW_SOURCES:
-        return Source(name, fuser_spec, spec)
-    factory = fusers.get(fuser_spec)
-    fuser = factory() if factory is not None else get_fuser(fuser_spec, device=device)
-    return Source(name, "fuser", spec, fuser=fuser)
-
-
-def _check_name(name: str, spec: str) -> None:
-    if not SOURCE_NAME.match(name):
-        raise InputError(f"bad source name {name!r} in {spec!r}: use letters, digits, '.', '_', '+', '-'")
-
-
-def check_folder_sources(sources: Sequence[Source], stems: Sequence[str]) -> None:
-    """Every folder source must hold an image for every stem evaluated; the error names the missing ones."""
-    for source in sources:
-        if source.kind != "folder":
-            continue
-        missing = [s for s in stems if s not in source.folder_files]
-        if missing:
-            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-            raise InputError(f"source {source.name!r}: {source.folder} has no image for {len(missing)} stem(s): {shown}")
-
-
-def file_stamp(path: str | os.PathLike) -> str:
-    """Path, size and modification time of a file: changes whenever the file is rewritten."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError:
-        raise InputError(f"{path}: no such file") from None
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-
-def image_fingerprint(source: Source, record) -> str:
-    """A short hash of the input files behind `source`'s image of `record` (see file_stamp)."""
-    if source.kind == "ir":
-        stamps = [file_stamp(record.ir_path)]
-    elif source.kind == "vi":
-        stamps = [file_stamp(record.vis_path)]
-    elif source.kind == "folder":
-        stamps = [file_stamp(source.folder_files[record.stem])]
-    else:
-        stamps = [file_stamp(record.ir_path), file_stamp(record.vis_path)]
-    return hashlib.sha1("|".join(stamps).encode()).hexdigest()[:12]
-
-
-class FusedCache:
-    """PNG cache of one fuser's 8-bit fused images.
-
-    Keyed by the fuser's cache_key() (its folder) and by the pair: the file is STEM-HASH.png, HASH
-    covering the IR and VIS files' paths, sizes and modification times, so pairs of two datasets
-    with the same stems, or a dataset regenerated in place, never share an entry.
-    """
-
-    def __init__(self, root: str | Path, fuser: Fuser) -> None:
-        key = fuser.cache_key()
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", fuser.name)
-        self.dir = Path(root) / "fused" / f"{safe}-{digest}"
-        self.key = key
-        self.source = Source(fuser.name, "fuser", fuser.name, fuser=fuser)
-        key_file = self.dir / "cache_key.txt"
-        if not key_file.is_file():
-            write_text_atomic(key_file, key + "\n")
-
-    def path(self, record) -> Path:
-        return self.dir / f"{record.stem}-{image_fingerprint(self.source, record)}.png"
-
-    def load(self, record) -> np.ndarray | None:
-        """The cached RGB uint8 image, or None (absent or unreadable: it is then recomputed)."""
-        path = self.path(record)
-        if not path.is_file():
-            return None
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return None if image is None else np.ascontiguousarray(image[:, :, ::-1])
-
-    def save(self, record, image: np.ndarray) -> None:
-        write_image(self.path(record), image)
-
-
-Timings = dict[str, float]
-
-
-def _check_size(record, image: np.ndarray, path: Path) -> None:
-    if image.shape[:2] != (record.height, record.width):
+    if body in RAW_SOURCES:
+        return RAW_SOURCES[body](name, spec)
+    if body in fusers:
+        return FusedSource(name, fusers[body], device=device, spec=spec)
+    if body.partition(":")[0] not in FUSERS:
         raise InputError(
-            f"{path} is {image.shape[1]}x{image.shape[0]} but pair {record.stem!r} is {record.width}x{record.height} (W x H)"
+            f"unknown fuser {body!r}{closest(body.partition(':')[0], valid_specs())}; "
+            f"a source is ir, vi, a fuser ({', '.join(sorted(FUSERS))}) or folder:NAME=DIR"
         )
-
-
-def _prefetch(load: Callable, items: Sequence, workers: int, depth: int) -> Iterator:
-    """load(item) for each item, in order, computed up to `depth` items ahead in `workers` threads."""
-    if workers <= 0:
-        yield from map(load, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fusedet-read") as pool:
-        pending: deque[Future] = deque()
-        queue = iter(items)
-        for item in queue:
-            pending.append(pool.submit(load, item))
-            if len(pending) >= depth:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(queue, _END)
-            if nxt is not _END:
-                pending.append(pool.submit(load, nxt))
-            yield result
-
-
-_END = object()
-
-
-def iter_source_images(
-    source: Source,
-    records: Sequence,
-    *,
-    batch: int = 8,
-    fuse_batch: int = 1,
-    workers: int = 2,
-    cache: FusedCache | None = None,
-    timings: Timings | None = None,
-) -> Iterator[tuple[list, list[np.ndarray]]]:
-    """Yield (records, images) batches of `source`'s 8-bit detector inputs (gray H x W or RGB H x W x 3).
-
-    For a fuser source, cached images are read back and the rest are fused, at most `fuse_batch`
-    pairs of one size per forward pass (a DMNet pass needs GBs per 1024x768 pair), and cached. Sizes are checked against the records. `timings`
-    accumulates seconds under 'read' (summed over reader threads, which overlap the compute),
-    'fuse' and 'cache write' (waiting for the background writes at the end).
-    """
-    timings = timings if timings is not None else {}
-    for key in ("read", "fuse", "cache write"):
-        timings.setdefault(key, 0.0)
-    lock = threading.Lock()
-
-    def load(record):
-        start = time.perf_counter()
-        if source.kind == "ir":
-            image = to_uint8(read_ir(record.ir_path))
-            _check_size(record, image, record.ir_path)
-        elif source.kind == "vi":
-            image = to_uint8(read_vis(record.vis_path))
-            _check_size(record, image, record.vis_path)
-        elif source.kind == "folder":
-            path = source.folder_files[record.stem]
-            image = to_uint8(read_image(path))
-            _check_size(record, image, path)
-        else:
-            image = cache.load(record) if cache is not None else None
-            if image is None or image.shape[:2] != (record.height, record.width):
-                pair = read_pair(record.ir_path, record.vis_path, record.stem)
-                _check_size(record, pair.ir, record.ir_path)
-                image = pair
-        with lock:
-            timings["read"] += time.perf_counter() - start
-        return image
-
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusedet-cache") if cache is not None else None
-    writes: list[Future] = []
-    try:
-        chunk_records: list = []
-        chunk_images: list = []
-        for record, item in zip(records, _prefetch(load, records, workers, depth=2 * batch)):
-            chunk_records.append(record)
-            chunk_images.append(item)
-            if len(chunk_records) == batch:
-                yield chunk_records, _finish(source, chunk_records, chunk_images, fuse_batch, cache, writer, writes, timings)
-                chunk_records, chunk_images = [], []
-        if chunk_records:
-            yield chunk_records, _finish(source, chunk_records, chunk_images, fuse_batch, cache, writer, writes, timings)
-        if writes:
-            start = time.perf_counter()
-            for future in writes:
-                future.result()
-            timings["cache write"] += time.perf_counter() - start
-    finally:
-        if writer is not None:
-            writer.shutdown(wait=True)
-
-
-def _finish(source, records, items, fuse_batch, cache, writer, writes, timings) -> list[np.ndarray]:
-    """Fuse the pairs among `items` (those not read from the cache), `fuse_batch` at a time, and
-    queue their cache writes."""
-    todo = [i for i, item in enumerate(items) if not isinstance(item, np.ndarray)]
-    if not todo:
-        return items
-    start = time.perf_counter()
-    for indices in batches_by_size(todo, lambda i: items[i].size, fuse_batch):
-        fused = fuse_pairs_uint8(source.fuser, [items[i] for i in indices])
-        for i, image in zip(indices, fused):
-            items[i] = image
-            if cache is not None:
-                writes.append(writer.submit(cache.save, records[i], image))
-    timings["fuse"] += time.perf_counter() - start
-    return items
-
-
-@torch.inference_mode()
-def fuse_pairs_uint8(fuser: Fuser, pairs: Sequence) -> list[np.ndarray]:
-    """Fuse same-size pairs (objects with .ir H x W and .vis H x W x 3 in [0, 1]) as one batch on the
-    fuser's device; returns RGB uint8 images (rounded like fusedet.datasets.to_uint8)."""
-    device = getattr(fuser, "device", torch.device("cpu"))
-    ir = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(device)
-    vis = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(device)
-    fused = fuse_color(fuser, ir, vis)
-    pixels = (fused.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return list(pixels.permute(0, 2, 3, 1).cpu().numpy())
+    return FusedSource(name, body, device=device, spec=spec)

@@ -3,11 +3,12 @@
 Out of the box ultralytics, on import and in use: resolves two DNS names to decide whether it is
 online, sends usage events and crash reports (`sync`), may pip-install a missing module, downloads
 the Arial font before it draws plots or checks a training data set, and downloads a YOLO model to
-check AMP before GPU training. `prepare()` turns each of these off or makes it local:
+check AMP before GPU training. `prepare()` turns each of these off or makes it local, through
+fusedet.runtime (so every change lasts only while fusedet's command or call runs, and is undone after):
 
-- `YOLO_OFFLINE=1`: no DNS probe at import; no events, no crash reports, no update check. An
-  explicit download (the default `yolov5xu.pt` when it is not on disk) is still tried, once, and
-  fails fast when offline.
+- `YOLO_OFFLINE=1` (set by fusedet.runtime.session before ultralytics is imported): no DNS probe at
+  import; no events, no crash reports, no update check. An explicit download (the default
+  `yolov5xu.pt` when it is not on disk) is still tried, once, and fails fast when offline.
 - `YOLO_AUTOINSTALL=false`: never pip-install anything.
 - `YOLO_CONFIG_DIR`: our own settings folder (``$FUSEDET_CACHE/ultralytics`` or
   ``~/.cache/fusedet/ultralytics``) unless the user set one, so the user's settings are untouched.
@@ -23,13 +24,11 @@ check AMP before GPU training. `prepare()` turns each of these off or makes it l
 - Threads: ultralytics' device selection sets torch to min(8, cores - 1) threads each time a
   predictor or trainer starts (sized for training's loader workers), and the DMNet fusions of an
   evaluation run between detections. fusedet keeps torch's own count instead (the one it has when
-  `prepare()` first runs: all cores, or OMP_NUM_THREADS). Measured on this project's 2-core
-  machine: the demo detector 150 instead of 105 images/s, DMNet lite 0.27 instead of 0.49 s per
-  320x256 pair, and `fusedet evaluate` with sources ir, vi, dmnet on the demo 28 s instead of
-  43 s. (An earlier measurement on a machine whose other core was taken found 2 threads much
-  slower than 1: set OMP_NUM_THREADS on a crowded machine.)
+  `prepare()` runs in a session); on two cores, cores - 1 would halve both the detector's and
+  DMNet's speed (``bench/pipeline_speed.py`` measures it).
 
-Every module of fusedet that touches ultralytics calls `prepare()` first (it is idempotent).
+Every module of fusedet that touches ultralytics calls `prepare()` first, inside a session (it is
+idempotent within one).
 """
 
 from __future__ import annotations
@@ -40,45 +39,41 @@ import re
 import shutil
 from pathlib import Path
 
-_PREPARED = False
+from fusedet import runtime
+from fusedet.runtime import fusedet_cache_root
+
+__all__ = ["fusedet_cache_root", "prepare"]
 
 # GPUs on which ultralytics disables AMP (ultralytics.utils.checks.check_amp, 8.4): fp16 there gives NaN losses.
 _AMP_UNSAFE_GPU = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.I)
 _INTEGRATIONS_OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
 
 
-def fusedet_cache_root() -> Path:
-    """Where fusedet keeps caches by default: ``$FUSEDET_CACHE`` or ``~/.cache/fusedet``."""
-    return Path(os.environ.get("FUSEDET_CACHE") or Path.home() / ".cache" / "fusedet").expanduser()
-
-
 def prepare() -> None:
-    """Configure the environment, import ultralytics and make it offline-safe (idempotent)."""
-    global _PREPARED
-    if _PREPARED:
-        return
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(fusedet_cache_root() / "ultralytics"))
-    # the settings folder is ours: its creation is not news for the user ("Creating new
-    # Ultralytics Settings ... Update Settings with 'yolo settings key=value'")
-    logging.getLogger("ultralytics").addFilter(_quiet_settings_notice)
+    """Import ultralytics offline-safe and apply fusedet's patches for the current session (idempotent
+    within a session; outside one, ultralytics is imported offline-safe and nothing else changes)."""
+    with runtime.session():
+        # the settings folder is ours: its creation is not news for the user ("Creating new
+        # Ultralytics Settings ... Update Settings with 'yolo settings key=value'")
+        logger = logging.getLogger("ultralytics")
+        if _quiet_settings_notice not in logger.filters:
+            logger.addFilter(_quiet_settings_notice)
 
-    import torch
-    import ultralytics.engine.trainer as trainer
-    import ultralytics.utils as uutils
-    import ultralytics.utils.events as events
-    import ultralytics.utils.torch_utils as torch_utils
+        import torch
+        import ultralytics.engine.trainer as trainer
+        import ultralytics.utils as uutils
+        import ultralytics.utils.events as events
+        import ultralytics.utils.torch_utils as torch_utils
 
-    events.events.enabled = False  # in case ultralytics was imported before us, online
-    settings = uutils.SETTINGS
-    changes = {k: False for k in _INTEGRATIONS_OFF if settings.get(k, False)}
-    if changes:
-        settings.update(changes)
-    _install_fonts(Path(uutils.USER_CONFIG_DIR))
-    trainer.check_amp = _local_check_amp
-    torch_utils.NUM_THREADS = torch.get_num_threads()  # what select_device() gives torch (see above)
-    _PREPARED = True
+        if not runtime.once("ultralytics"):
+            return
+        runtime.patch(events.events, "enabled", False)  # in case ultralytics was imported before us, online
+        for key in _INTEGRATIONS_OFF:
+            if uutils.SETTINGS.get(key, False):
+                runtime.patch(uutils.SETTINGS, key, False)  # in memory: the user's settings file is not rewritten
+        _install_fonts(Path(uutils.USER_CONFIG_DIR))
+        runtime.patch(trainer, "check_amp", _local_check_amp)
+        runtime.patch(torch_utils, "NUM_THREADS", torch.get_num_threads())  # what select_device() gives torch (see above)
 
 
 def _quiet_settings_notice(record: logging.LogRecord) -> bool:

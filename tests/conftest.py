@@ -14,5 +14,5 @@ SHARED = Path(os.environ.get("FUSEDET_SHARED", ROOT.parent / "shared")) / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"shared data not found at {SHARED}")
+        pytest.skip(f"shared data not found at {SHARED} (set FUSEDET_SHARED to the folder that holds data/)")
     return SHARED

@@ -151,7 +151,7 @@ def test_m3fd_layout_runs_and_counts_unknown_classes_and_unannotated_pairs(tmp_p
     (root / "Annotation" / "00004.xml").unlink()
     result = _bad(tmp_path, coco_ckpt, "--sources", "ir,vi,mean")
     assert result.exit_code == 0, result.output
-    assert "Dog x2" in _text(result) and "without annotation" in _text(result)
+    assert "'Dog' x2" in _text(result) and "without annotation" in _text(result)  # names shown with repr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["dataset"]["warnings"]["unknown_classes"] == {"Dog": 2}
     assert run["dataset"]["warnings"]["unannotated_images"] == ["00004"]

@@ -13,8 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fusedet.cli import app
+from fusedet.errors import InputError
 from fusedet.eval.fusion_metrics import METRIC_NAMES, TABLE_ORDER
-from fusedet.eval.metrics_folders import plan_folders, score_folders
+from fusedet.eval.metrics_folders import JOURNAL_NAME, score_folders
+from fusedet.eval.vifb_metrics import VIFB_METRICS
+from fusedet.events import RecordingEvents
 
 STEMS = ("07", "19", "20")  # the smallest TNO pairs (256x256, 360x270)
 runner = CliRunner()
@@ -49,7 +52,7 @@ def test_two_methods_write_all_outputs_with_golden_values(tno):
     doc = json.loads((out / "metrics.json").read_text())
     assert list(doc) == ["mean", "max"]
     for name in ("mean", "max"):
-        assert list(doc[name]) == ["mean", "per_image"]
+        assert list(doc[name]) == ["convention", "mean", "per_image"] and doc[name]["convention"] == "cddfuse"
         assert list(doc[name]["mean"]) == list(METRIC_NAMES)
         assert list(doc[name]["per_image"]) == list(STEMS)
         for stem in STEMS:
@@ -102,21 +105,40 @@ def test_fused_files_match_by_stem_in_any_format_and_small_images_note_ms_ssim(t
 
 def test_journal_resumes_finished_pairs_and_redoes_changed_ones(tno):
     root, _ = tno
-    plan = plan_folders(root / "ir", root / "vi", {"max": root / "max"}, metrics="EN,SD")
-    journal = root / "journal.jsonl"
-    seen = []
-    first = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert sorted(seen) == [(s, False) for s in STEMS]
-    seen.clear()
-    again = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert sorted(seen) == [(s, True) for s in STEMS] and again.per_image == first.per_image
+    out = root / "out"
+
+    def run(events=None):
+        return score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN,SD", out=out, workers=1, events=events)
+
+    def advanced(events):
+        return {c[3].split()[0]: c[3].endswith("(resumed)") for c in events.calls if c[0] == "advance"}
+
+    fresh = score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN,SD")
+    good = (root / "max" / "07.png").read_bytes()
+    broken = good[: len(good) // 3]  # a readable header, truncated pixels
+    (root / "max" / "07.png").write_bytes(broken)  # 07, the smallest pair, is scored last: the run stops there
+    with pytest.raises(InputError, match="07.png"):
+        run()
+    assert len((out / JOURNAL_NAME).read_text().splitlines()) == 2  # 19 and 20 are kept
+    (root / "max" / "07.png").write_bytes(good)
+    events = RecordingEvents()
+    again = run(events)
+    assert advanced(events) == {"19": True, "20": True, "07": False} and again.resumed == 2
+    assert any("resumed 2 of 3 pairs" in n for n in events.notes())
+    assert again.result.per_image == fresh.result.per_image
+    assert not (out / JOURNAL_NAME).exists() and (out / "metrics.json").is_file()  # a finished run leaves no journal
+
+    (root / "max" / "07.png").write_bytes(broken)
+    with pytest.raises(InputError):
+        run()
     img = cv2.imread(str(root / "max" / "19.png"))
     cv2.imwrite(str(root / "max" / "19.png"), 255 - img)  # a changed fused file is scored again
-    seen.clear()
-    changed = score_folders(plan, journal=journal, on_pair=lambda s, r: seen.append((s, r)))
-    assert dict(seen) == {"07": True, "19": False, "20": True}
-    assert changed.per_image["max"]["19"]["SD"] == pytest.approx(first.per_image["max"]["19"]["SD"])
-    assert changed.per_image["max"]["19"]["EN"] == pytest.approx(first.per_image["max"]["19"]["EN"])
+    (root / "max" / "07.png").write_bytes(good)
+    events = RecordingEvents()
+    changed = run(events)
+    assert advanced(events) == {"07": False, "19": False, "20": True}
+    assert changed.result.per_image["max"]["19"]["SD"] == pytest.approx(fresh.result.per_image["max"]["19"]["SD"])
+    assert changed.result.per_image["max"]["19"]["EN"] == pytest.approx(fresh.result.per_image["max"]["19"]["EN"])
 
 
 def _error(result, *needles: str) -> None:
@@ -202,4 +224,75 @@ def test_cuda_without_cuda(tno):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     root, _ = tno
-    _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "CUDA is not available")
+    _error(_run("--ir", root / "ir", "--vis", root / "vi", "--fused", f"m={root / 'mean'}", "--device", "cuda"), "no CUDA GPU")
+
+
+def test_both_conventions_write_a_folder_each_and_the_difference_report(tno):
+    root, golden = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"mean={root / 'mean'}", "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--out", out)
+    assert result.exit_code == 0, result.output
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    per = {f"{c}/metrics.{e}" for c in ("cddfuse", "vifb") for e in ("csv", "md", "tex", "json")}
+    assert files == per | {"conventions.md", "conventions.json"}
+    cdd = json.loads((out / "cddfuse" / "metrics.json").read_text())
+    vifb = json.loads((out / "vifb" / "metrics.json").read_text())
+    assert cdd["max"]["convention"] == "cddfuse" and vifb["max"]["convention"] == "vifb"
+    assert list(vifb["max"]["mean"]) == list(VIFB_METRICS)
+    for stem in STEMS:  # the cddfuse values are still the golden ones when both run
+        assert cdd["max"]["per_image"][stem]["VIF"] == pytest.approx(golden["max"]["per_image"][stem]["VIF"], rel=1e-3)
+    report = json.loads((out / "conventions.json").read_text())
+    assert report["pairs"] == 3 and report["conventions"] == ["cddfuse", "vifb"]
+    rows = {r["cddfuse"]: r for r in report["metrics"]}
+    assert list(rows) == ["EN", "SF", "AG", "SD", "MI", "Qabf", "SSIM"]
+    assert rows["SD"]["vifb"] == "Variance" and rows["SSIM"]["vifb"] == "Ssim" and "window" in rows["SSIM"]["reason"]
+    for r in rows.values():
+        for method in ("mean", "max"):
+            v = r["methods"][method]
+            assert v["cddfuse"] == pytest.approx(cdd[method]["mean"][r["cddfuse"]], rel=1e-12)
+            assert v["vifb"] == pytest.approx(vifb[method]["mean"][r["vifb"]], rel=1e-12)
+            assert v["ratio"] == pytest.approx(v["vifb"] / v["cddfuse"], rel=1e-12)
+    # AG: VIFB divides the same kind of sum by (r-1)(c-1) instead of r c, so vifb / cddfuse is a little above 1
+    assert 1.0 < rows["AG"]["methods"]["max"]["ratio"] < 1.01
+    md = (out / "conventions.md").read_text()
+    assert "| SD / Variance | mean |" in md and rows["MI"]["reason"] in md
+    assert "cddfuse vs vifb" in result.output
+
+
+def test_metric_names_of_either_convention_and_bad_conventions(tno):
+    root, _ = tno
+    out = root / "out"
+    result = _run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--metrics", "EN,Qcb", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((out / "cddfuse" / "metrics.json").read_text())["max"]["mean"]) == ["EN"]
+    assert list(json.loads((out / "vifb" / "metrics.json").read_text())["max"]["mean"]) == ["Entropy", "Qcb"]
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "vifbb"), "unknown metric convention 'vifbb'", "did you mean 'vifb'")
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "vifb", "--metrics", "CC"), "unknown metric name(s): CC")
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--metrics", "Qcb"), "none of the metrics", "cddfuse")
+
+
+def test_nearly_flat_16bit_inputs_are_named_in_a_note(tno):
+    root, _ = tno
+    ir = cv2.imread(str(root / "ir" / "07.png"), cv2.IMREAD_GRAYSCALE).astype(np.uint16)
+    cv2.imwrite(str(root / "ir" / "07.png"), (7000 + ir * 8).astype(np.uint16))  # 14-bit counts in a narrow band
+    events = RecordingEvents()
+    run = score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="EN", events=events)
+    notes = [n for n in events.notes() if "nearly flat" in n]
+    assert len(notes) == 1 and "1 input image(s)" in notes[0] and str(root / "ir" / "07.png") in notes[0]
+    assert run.notes[-1] == notes[0]
+    result = _run(*_base(root), "--fused", f"max={root / 'max'}", "--metrics", "EN")
+    assert result.exit_code == 0 and "nearly flat" in result.output
+
+
+def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno):
+    import fusedet
+
+    root, golden = tno
+    assert fusedet.score_folders is score_folders
+    events = RecordingEvents()
+    run = fusedet.score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="VIF", events=events, workers=2)
+    assert events.calls[0] == ("start", "scoring pairs", 3) and events.calls[-1][0] == "finish"
+    assert events.done("scoring pairs") == 3 and run.pairs == 3 and run.resumed == 0 and run.paths == []
+    assert run.result.convention == "cddfuse" and run.differences is None
+    for stem in STEMS:
+        assert run.result.per_image["max"][stem]["VIF"] == pytest.approx(golden["max"]["per_image"][stem]["VIF"], rel=1e-3)

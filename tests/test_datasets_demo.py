@@ -18,6 +18,7 @@ from fusedet.datasets.headers import image_size
 from fusedet.datasets.registry import load_dataset
 from fusedet.datasets.voc import read_voc
 from fusedet.errors import InputError
+from fusedet.events import RecordingEvents
 
 SMALL = (160, 128)
 
@@ -80,8 +81,11 @@ def test_generator_refuses_to_overwrite_and_interrupted_runs_leave_nothing(tmp_p
 
 def test_load_dataset_demo_generates_into_the_cache_once_then_reuses_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEDET_CACHE", str(tmp_path / "cache"))
-    seen = []
-    ds = load_dataset("demo", n_pairs=3, size="160x128", progress=lambda done, total: seen.append((done, total)))
+    events = RecordingEvents()
+    ds = load_dataset("demo", n_pairs=3, size="160x128", events=events)
+    total = next(c[2] for c in events.calls if c[0] == "start")
+    steps = [c[2] for c in events.calls if c[0] == "advance"]
+    seen = [(sum(steps[: i + 1]), total) for i in range(len(steps))]
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert ds.name == "demo" and len(ds.records) == 3 and ds.classes[0] == "People"
     assert ds.root == tmp_path / "cache" / "demo" / f"demo-v{demo.GENERATOR_VERSION}-seed0-n3-160x128"

@@ -171,17 +171,17 @@ def test_split_lists_and_table(tmp_path):
 
 def test_assign_splits_prefers_meta_then_table_then_folders_then_seed(tmp_path):
     stems = ["a", "b", "c"]
-    mapping, source, notes = assign_splits(stems, root=tmp_path, seed=0)
-    assert source.startswith("seeded split (seed 0, 70/10/20") and set(mapping) == set(stems)
-    mapping, source, _ = assign_splits(stems, root=tmp_path, seed=0, folder_splits={"a": "train", "b": "test", "c": "test"})
-    assert mapping == {"a": "train", "b": "test", "c": "test"} and source.startswith("folders")
+    mapping, info, notes = assign_splits(stems, root=tmp_path, seed=0)
+    assert info.describe().startswith("seeded split (seed 0, 70/10/20") and set(mapping) == set(stems)
+    mapping, info, _ = assign_splits(stems, root=tmp_path, seed=0, folder_splits={"a": "train", "b": "test", "c": "test"})
+    assert mapping == {"a": "train", "b": "test", "c": "test"} and info.method == "folders"
     (tmp_path / "split.txt").write_text("a val\nb test\nc train\n")
-    mapping, source, _ = assign_splits(stems, root=tmp_path, seed=0, table=tmp_path / "split.txt")
-    assert mapping["a"] == "val" and source == "split.txt"
+    mapping, info, _ = assign_splits(stems, root=tmp_path, seed=0, table=tmp_path / "split.txt")
+    assert mapping["a"] == "val" and info.files == ("split.txt",) and info.method == "split table"
     (tmp_path / "meta").mkdir()
     (tmp_path / "meta" / "test.txt").write_text("b\n")
-    mapping, source, notes = assign_splits(stems, root=tmp_path, seed=0, table=tmp_path / "split.txt")
-    assert mapping == {"b": "test"} and source == "meta/test.txt"
+    mapping, info, notes = assign_splits(stems, root=tmp_path, seed=0, table=tmp_path / "split.txt")
+    assert mapping == {"b": "test"} and info.files == ("meta/test.txt",) and info.left_out == 2
     assert "2 pair(s) listed in no split file" in notes[0]
     (tmp_path / "meta" / "test.txt").write_text("b\nzz\n")
     with pytest.raises(InputError, match="1 listed stem.*no image pair: zz"):

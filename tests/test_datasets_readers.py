@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def test_m3fd_reads_boxes_classes_sizes_and_meta_splits(tmp_path):
     assert ds.name == "m3fd" and ds.classes == ["People", "Car", "Bus", "Motorcycle", "Truck", "Lamp"]
     assert [r.stem for r in ds.records] == ["00000", "00001", "00002", "00003"]
     assert [r.split for r in ds.records] == ["train", "train", "val", "test"]
-    assert ds.split_source == "meta/train.txt, meta/val.txt, meta/test.txt"
+    assert ds.split_source == "split lists meta/train.txt, meta/val.txt, meta/test.txt: 2 train, 1 val, 1 test pairs"
+    assert ds.layout == "voc: Ir/, Vis/, Annotation/*.xml"
+    assert ds.describe_split("test") == f"test: 1 of 4 pairs, from {ds.split_source}"
+    assert ds.provenance()["split"]["files"] == ["meta/train.txt", "meta/val.txt", "meta/test.txt"]
     r = ds.split("test")[0]
     assert (r.width, r.height) == (64, 48) and r.ir_path == root / "Ir" / "00003.png" and r.vis_path == root / "Vis" / "00003.png"
     assert r.labels == ("People", "Car")
@@ -56,7 +60,8 @@ def test_m3fd_reads_boxes_classes_sizes_and_meta_splits(tmp_path):
 def test_m3fd_without_meta_uses_a_recorded_deterministic_seeded_split(tmp_path):
     root = _m3fd(tmp_path / "m3fd", stems=[f"{i:05d}" for i in range(20)])
     a, b, c = (load_dataset("m3fd", root, seed=s) for s in (7, 7, 8))
-    assert a.split_source == "seeded split (seed 7, 70/10/20 train/val/test of 20 sorted stems)"
+    assert a.split_source == "seeded split (seed 7, 70/10/20 train/val/test of 20 sorted stems): 14 train, 2 val, 4 test pairs"
+    assert a.split_info.to_dict()["seed"] == 7 and a.split_info.counts == {"train": 14, "val": 2, "test": 4}
     assert Counter(r.split for r in a.records) == Counter({"train": 14, "val": 2, "test": 4})
     assert [r.split for r in a.records] == [r.split for r in b.records]
     assert [r.split for r in a.records] != [r.split for r in c.records]
@@ -64,8 +69,12 @@ def test_m3fd_without_meta_uses_a_recorded_deterministic_seeded_split(tmp_path):
 
 def test_m3fd_missing_annotation_folder_is_a_clear_error(tmp_path):
     root = _m3fd(tmp_path / "m3fd")
-    (root / "Annotation").rename(root / "labels")
-    with pytest.raises(InputError, match=r"missing annotation folder Annotation/.*found labels/"):
+    shutil.rmtree(root / "Annotation")
+    with pytest.raises(InputError, match=r"missing annotation folder Annotation/"):
+        load_dataset("m3fd", root)
+    (root / "labels").mkdir()  # a YOLO label folder without label files for these pairs
+    (root / "labels" / "00000.xml").write_text("<annotation/>")
+    with pytest.raises(InputError, match=r"labels: no pair has a label file here"):
         load_dataset("m3fd", root)
 
 
@@ -171,7 +180,7 @@ def test_m3fd_reader_on_real_m3fd_pairs_with_labels_converted_to_voc(tmp_path, s
 def test_msrs_reader_on_shared_data_matches_documented_counts(shared_data, variant, counts):
     ds = load_dataset("msrs", shared_data / "msrs", labels=variant)
     assert ds.classes == ["person", "bicycle", "car"] and len(ds.records) == 271
-    assert ds.split_source == "split.txt" and {r.split for r in ds.records} == {"test"}
+    assert ds.split_source == "split table split.txt: 0 train, 0 val, 271 test pairs" and {r.split for r in ds.records} == {"test"}
     assert ds.instance_counts() == counts  # PROVENANCE.md, per label variant
     assert all((r.width, r.height) == (640, 480) for r in ds.records)
     assert not ds.warnings  # float noise at the border (x1 = -1e-14) is clipped without a warning
@@ -210,7 +219,7 @@ def test_llvip_reader_splits_from_subfolders_and_flat_layout(tmp_path):
     ds = load_dataset("llvip", root)
     assert ds.classes == ["person"] and [(r.stem, r.split) for r in ds.records] == [
         ("010001", "train"), ("010002", "train"), ("190001", "test")]
-    assert ds.split_source == "folders (test, train)" and ds.warnings.unknown_classes == Counter({"car": 3})
+    assert ds.split_source == "folders (test, train): 2 train, 0 val, 1 test pairs" and ds.warnings.unknown_classes == Counter({"car": 3})
     flat = tmp_path / "flat"
     for stem in ("1", "2", "3"):
         _png(flat / "infrared" / f"{stem}.jpg", 64, 48)
@@ -222,8 +231,8 @@ def test_llvip_reader_splits_from_subfolders_and_flat_layout(tmp_path):
 
 
 def test_registry_rejects_unknown_names_options_and_missing_roots(tmp_path):
-    assert set(DATASETS) == {"m3fd", "msrs", "llvip", "demo"}
-    with pytest.raises(InputError, match="unknown dataset 'coco'; choose one of m3fd, msrs, llvip, demo"):
+    assert set(DATASETS) == {"m3fd", "msrs", "llvip", "flir", "kaist", "demo"}
+    with pytest.raises(InputError, match="unknown dataset 'coco'; choose one of m3fd, msrs, llvip, flir, kaist, demo"):
         load_dataset("coco", tmp_path)
     with pytest.raises(InputError, match="'msrs' has no option colour; its options: labels"):
         load_dataset("msrs", tmp_path, colour="x")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from detection_helpers import COCO80, refuse_network, tiny_checkpoint
 
-from fusedet.detector import Detector, is_coco, map_classes, resolve_device, resolve_weights, to_bgr_uint8
+from fusedet.detector import Detector, is_coco, map_classes, resolve_weights, to_bgr_uint8
+from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 
 M3FD = ["People", "Car", "Bus", "Motorcycle", "Truck", "Lamp"]
@@ -115,7 +116,7 @@ def test_detector_runs_offline_and_maps_classes(coco_ckpt, no_network):
 def test_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(InputError, match="CUDA"):
         resolve_device("cuda")
-    assert resolve_device(None) == "cpu" and resolve_device("auto") == "cpu"
+    assert str(resolve_device(None)) == "cpu" and str(resolve_device("auto")) == "cpu"
 
 
 def test_prepare_in_a_fresh_settings_folder_is_quiet_offline_and_keeps_threads(tmp_path):
@@ -128,10 +129,13 @@ def test_prepare_in_a_fresh_settings_folder_is_quiet_offline_and_keeps_threads(t
 
     code = (
         "import torch; torch.set_num_threads(3)\n"
-        "from fusedet.ultralytics_env import prepare; prepare()\n"
-        "from ultralytics.utils.torch_utils import select_device; select_device('cpu', verbose=False)\n"
-        "import ultralytics.utils as u, json\n"
-        "print(json.dumps({**u.SETTINGS, 'threads': torch.get_num_threads()}))\n"
+        "from fusedet import runtime\n"
+        "from fusedet.ultralytics_env import prepare\n"
+        "with runtime.session():\n"
+        "    prepare()\n"
+        "    from ultralytics.utils.torch_utils import select_device; select_device('cpu', verbose=False)\n"
+        "    import ultralytics.utils as u, json\n"
+        "    print(json.dumps({**u.SETTINGS, 'threads': torch.get_num_threads()}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "YOLO_CONFIG_DIR"}
     env["FUSEDET_CACHE"] = str(tmp_path / "cache")

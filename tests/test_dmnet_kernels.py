@@ -1,6 +1,7 @@
 """DMNet's fast computations equal the plain formulas they replace (dmnet/kernels.py, the Gram-matrix
 MDTA, the split GDFN, the transposed-conv upsampling, the in-place U-Net block, the two-step global
-max), on the oneDNN route (float32 CPU) and the reference route (float64), with gradients."""
+max, the convs with fused activations or products, the per-image channel mixing), on the oneDNN
+route (float32 CPU) and the reference route (float64), with gradients."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torch thread)
 
-from dmnet import DMNet
+from dmnet import DMNet, kernels
 from dmnet.attention import ChannelAttention
 from dmnet.invertible import InvertedResidual
-from dmnet.kernels import conv1x1, layer_norm_conv1x1, onednn_route
+from dmnet.kernels import ACTIVATIONS, conv1x1, conv_act, conv_mul, fused_route, layer_norm_conv1x1, mix_channels_add, onednn_route
 from dmnet.transformer import GDFN, MDTA, TransformerBlock
 from dmnet.unet import ResBlock, Upsample
 
@@ -193,19 +194,23 @@ def test_lite_model_fast_route_matches_float64_reference_route():
     torch.testing.assert_close(fast, exact, atol=1e-6, rtol=0)  # forward returns float32 either way
 
 
-def test_keep_freed_memory_applies_once_and_can_be_switched_off(monkeypatch):
+def test_keep_freed_memory_only_inside_a_session_and_can_be_switched_off(monkeypatch):
     import sys
 
-    from fusedet.dmnet_fuser import keep_freed_memory
+    from fusedet import runtime
 
-    keep_freed_memory.cache_clear()
+    runtime._mallopt.cache_clear()
+    assert runtime.keep_freed_memory() is False  # outside a session: malloc is left alone
     monkeypatch.setenv("FUSEDET_KEEP_FREED_MEMORY", "0")
-    assert keep_freed_memory() is False
-    keep_freed_memory.cache_clear()
+    with runtime.session():
+        assert runtime.keep_freed_memory() is False
+    runtime._mallopt.cache_clear()
     monkeypatch.delenv("FUSEDET_KEEP_FREED_MEMORY")
-    applied = keep_freed_memory()
-    assert applied is (sys.platform.startswith("linux") and _has_glibc())
-    assert keep_freed_memory() is applied  # cached: mallopt runs once per process
+    with runtime.session():
+        applied = runtime.keep_freed_memory()
+        assert applied is (sys.platform.startswith("linux") and _has_glibc())
+        assert runtime.keep_freed_memory() is applied  # once per session
+    runtime._mallopt.cache_clear()
 
 
 def _has_glibc() -> bool:
@@ -220,3 +225,52 @@ def test_freed_memory_reuse_is_for_small_models_only():
     assert small_model(DMNet.from_preset("lite"))  # 0.3M parameters
     big = torch.nn.Linear(4000, KEEP_MEMORY_MAX_PARAMS // 4000 + 1)  # just over the bound
     assert not small_model(big)
+
+
+_PLAIN_ACT = {"relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
+              "leaky_relu": F.leaky_relu}
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("kernel,groups", [(1, 1), (3, 1), (3, 6)])
+def test_conv_act_equals_conv_then_activation(act, kernel, groups):
+    x = _x(2, 6, 9, 11)
+    x.mul_(4)  # both ReLU6 bounds and both leaky-ReLU sides active
+    w = torch.randn(6, 6 // groups, kernel, kernel)
+    b = torch.randn(6)
+    pad = kernel // 2
+    ref = _PLAIN_ACT[act](F.conv2d(x, w, b, padding=pad, groups=groups))
+    with torch.inference_mode():  # the fused oneDNN route where torch has it
+        assert fused_route(x) == (kernels._POINTWISE is not None)
+        fast = conv_act(x, w, b, act, padding=pad, groups=groups)
+    torch.testing.assert_close(fast, ref, atol=2e-5, rtol=1e-5)
+    xg = x.clone().requires_grad_()  # the autograd route: plain formula, same gradients
+    out = conv_act(xg, w, b, act, padding=pad, groups=groups)
+    ref_g = _PLAIN_ACT[act](F.conv2d(xg, w, b, padding=pad, groups=groups))
+    torch.testing.assert_close(out, ref_g, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), xg)[0], torch.autograd.grad(ref_g.sum(), xg)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_mul_equals_depthwise_conv_times_other(dtype):
+    x, other = _x(2, 8, 7, 10, dtype=dtype), _x(2, 8, 7, 10, dtype=dtype)
+    w = torch.randn(8, 1, 3, 3, dtype=dtype)
+    ref = F.conv2d(x, w, padding=1, groups=8) * other
+    with torch.inference_mode():
+        fast = conv_mul(x, other, w, padding=1, groups=8)
+    torch.testing.assert_close(fast, ref, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("grad", [False, True])
+def test_mix_channels_add_equals_per_image_matrix(dtype, grad):
+    x, residual = _x(3, 8, 5, 6, dtype=dtype, grad=grad), _x(3, 6, 5, 6, dtype=dtype, grad=grad)
+    mix = torch.randn(3, 6, 8, dtype=dtype, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = mix_channels_add(residual, x, mix)
+    ref = residual + torch.einsum("bchw,boc->bohw", x, mix)
+    torch.testing.assert_close(out, ref, **_tol(dtype))
+    if grad:
+        for a, r in zip(torch.autograd.grad(out.square().sum(), (x, residual, mix)),
+                        torch.autograd.grad(ref.square().sum(), (x, residual, mix))):
+            torch.testing.assert_close(a, r, **_tol(dtype))

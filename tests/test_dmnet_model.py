@@ -357,3 +357,37 @@ def test_gradient_operator_switch(op):
     losses = model.stage2_losses(ir, vis, torch.Generator().manual_seed(0))
     losses["total"].backward()
     assert torch.isfinite(losses["gd"]) and losses["gd"] > 0
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_dm_scale_runs_the_diffusion_module_on_the_pooled_input(scale):
+    """dm_scale k: Phi^L has the input's size and depends on the input only through its k x k means
+    (the U-Net sees the average-pooled image); L_dm is finite and trains the U-Net."""
+    torch.manual_seed(0)
+    dm = DiffusionModule(build_config("lite", unet_mults=(1, 2), unet_attn_levels=(1,), dm_scale=scale,
+                                      diffusion_steps=200, latent_timesteps=(5, 50))).eval()
+    h, w = 6 * scale + 1, 5 * scale + 3  # not multiples: padded, then cropped back
+    x = torch.rand(1, 2, h, w) * 2 - 1
+    blocks = x[..., : h - h % scale, : w - w % scale].reshape(1, 2, h // scale, scale, w // scale, scale)
+    # a different image with the same k x k block means: swap pixels inside every block
+    shuffled = blocks.flip(3).flip(5).reshape(1, 2, h - h % scale, w - w % scale)
+    y = x.clone()
+    y[..., : h - h % scale, : w - w % scale] = shuffled
+    assert not torch.equal(x, y)
+    with torch.no_grad():
+        fx = dm(x, generator=torch.Generator().manual_seed(1), shared_noise=True)
+        fy = dm(y, generator=torch.Generator().manual_seed(1), shared_noise=True)
+    assert fx.shape == (1, dm.fuse.out_channels, h, w)
+    torch.testing.assert_close(fx, fy, atol=1e-5, rtol=0)
+    loss = dm.train().loss(x, generator=torch.Generator().manual_seed(2))
+    loss.backward()
+    assert torch.isfinite(loss) and dm.unet.init_conv.weight.grad is not None
+
+
+def test_dm_scale_default_and_old_configs_keep_full_resolution():
+    assert DMNetConfig().dm_scale == 1 and build_config("lite").dm_scale == 1
+    old = build_config("lite").to_dict()
+    del old["dm_scale"]  # a checkpoint written before the field existed
+    assert DMNetConfig.from_dict(old).dm_scale == 1
+    with pytest.raises(DMNetError, match="dm_scale"):
+        build_config("lite", dm_scale=3)

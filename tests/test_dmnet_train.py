@@ -117,7 +117,7 @@ def test_resume_checks_settings_and_refuses_overwrite(tmp_path):
     train(tiny_model(), _Crops(), tmp_path, one, data_info={"pairs": 6})
     with pytest.raises(DMNetError, match="last.pt exists: pass --resume"):
         train(tiny_model(), _Crops(), tmp_path, one, data_info={"pairs": 6})
-    with pytest.raises(DMNetError, match="differs from the stored one in data, seed"):
+    with pytest.raises(DMNetError, match=r"differs from the stored one in data \(pairs\), seed"):
         other = TrainSettings(stage1_epochs=1, stage2_epochs=0, batch_size=6, seed=1, device="cpu")
         train(tiny_model(), _Crops(), tmp_path, other, data_info={"pairs": 7}, resume=True)
     with pytest.raises(DMNetError, match="differs from the stored one in config"):

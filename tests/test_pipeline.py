@@ -18,10 +18,11 @@ from fusedet.datasets.records import DetectionDataset, DetectionRecord
 from fusedet.detection_table import DetectionTable
 from fusedet.detector import ClassMapping, Detections
 from fusedet.errors import InputError
+from fusedet.evaluation import Evaluation
 from fusedet.fusers import Fuser, MeanFuser, batches_by_size, fuse_arrays
 from fusedet.paper_results import TABLE_VII
-from fusedet.pipeline import run_evaluation
-from fusedet.sources import iter_source_images, parse_sources
+from fusedet.settings import RunSettings
+from fusedet.sources import parse_sources
 
 CLASSES = ["People", "Car", "Bus", "Lamp"]  # Bus: not covered by the scripted detector; Lamp: no ground truth
 W, H = 64, 48
@@ -58,6 +59,7 @@ class ScriptedDetector:
     colour images, only the first box of each pair for gray (IR) images; never Bus (not covered)."""
 
     max_det = 300
+    batch = 2
 
     def __init__(self, dataset: DetectionDataset, tag: str = "v1"):
         self.records = dataset.records
@@ -103,8 +105,12 @@ def _expected_ap(found: int, total: int) -> float:
     return 100.0 * (math.floor(100 * found / total + 1e-9) + 1) / 101
 
 
-def _run(dataset, sources, detector, out, cache, **kw):
-    return run_evaluation(dataset, sources, detector, split="test", out=out, cache_dir=cache, batch=2, workers=1, **kw)
+def _run(dataset, sources, detector, out, cache, split="test"):
+    return Evaluation(dataset, sources, detector, out, run=RunSettings(split=split, cache_dir=cache, workers=1)).run()
+
+
+def _images(source, records, batch, fuse_batch, workers, cache):
+    return source.images(records, RunSettings(fuse_batch=fuse_batch, workers=workers, cache_dir=cache), batch)
 
 
 def test_known_ap_end_to_end_and_output_files(tmp_path):
@@ -154,11 +160,10 @@ def test_fusion_passes_are_cut_to_fuse_batch_and_grouped_by_size(tmp_path):
     data = synthetic_dataset(tmp_path / "data", n=5)
     fuser = CountingMean()
     source = parse_sources(["countmean"], fusers={"countmean": lambda: fuser})[0]
-    got = [(len(chunk), len(images)) for chunk, images in
-           iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=1)]
+    got = [(len(chunk), len(images)) for chunk, images in _images(source, data.records, 5, 2, 1, tmp_path / "c1")]
     assert got == [(5, 5)] and fuser.passes == [2, 2, 1]
-    one_by_one = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=1, workers=0) for im in ims]
-    by_two = [im for _, ims in iter_source_images(source, data.records, batch=5, fuse_batch=2, workers=0) for im in ims]
+    one_by_one = [im for _, ims in _images(source, data.records, 5, 1, 0, tmp_path / "c2") for im in ims]
+    by_two = [im for _, ims in _images(source, data.records, 5, 2, 0, tmp_path / "c3") for im in ims]
     assert all(np.array_equal(a, b) for a, b in zip(one_by_one, by_two)) and len(by_two) == 5
     # sizes interleaved: each pass holds one size, groups in order of first appearance
     sizes = {"a": (4, 4), "b": (8, 8), "c": (4, 4), "d": (4, 4), "e": (8, 8)}
@@ -166,28 +171,24 @@ def test_fusion_passes_are_cut_to_fuse_batch_and_grouped_by_size(tmp_path):
     assert batches_by_size([], sizes.__getitem__, 3) == []
 
 
-def test_parallel_ap_processes_give_the_same_table(tmp_path, monkeypatch):
-    import subprocess
+def test_report_rows_equal_pycocotools_on_the_written_files(tmp_path):
+    """The engine's AP (fusedet.eval.ap_engine through the report) against pycocotools run on the
+    ground_truth.json and detections/*.json the run wrote."""
+    from fusedet.eval.detection_ap import average_precision, mean_ap
 
-    import fusedet.pipeline as pipeline
-
-    data = synthetic_dataset(tmp_path / "data")
-    sources = parse_sources(["ir", "vi"])
-    serial = _run(data, sources, ScriptedDetector(data), tmp_path / "a", tmp_path / "c")
-    launched = []
-    real_run = subprocess.run
-
-    def spy(command, **kwargs):
-        if "fusedet.eval.detection_ap" in command:
-            launched.append(command[4])
-        return real_run(command, **kwargs)
-
-    monkeypatch.setattr(pipeline, "PARALLEL_AP_MIN_BOXES", 0)
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(pipeline.subprocess, "run", spy)
-    parallel = _run(data, sources, ScriptedDetector(data), tmp_path / "b", tmp_path / "c")
-    assert sorted(Path(p).name for p in launched) == ["ir.json", "vi.json"]  # one AP process per source
-    assert parallel.rows == serial.rows
+    data = synthetic_dataset(tmp_path / "data", n=8)
+    sources = parse_sources(["ir", "vi", "countmean"], fusers={"countmean": lambda: CountingMean()})
+    report = _run(data, sources, ScriptedDetector(data), tmp_path / "out", tmp_path / "c")
+    gt = json.loads((tmp_path / "out" / "ground_truth.json").read_text())
+    for name in ("ir", "vi", "countmean"):
+        dets = json.loads((tmp_path / "out" / "detections" / f"{name}.json").read_text())
+        expected = average_precision(gt, dets, max_det=300)
+        expected["Bus"] = None  # not covered by the scripted detector
+        expected["mAP"] = mean_ap(expected, CLASSES)
+        for column, value in report.rows[name].items():
+            assert (value is None) == (expected[column] is None), (name, column)
+            if value is not None:
+                assert value == pytest.approx(expected[column], abs=1e-6), (name, column)
 
 
 def test_rerun_resumes_from_saved_detections_and_fused_cache(tmp_path):
@@ -276,7 +277,7 @@ def test_source_specs():
 def test_empty_split_is_an_error(tmp_path):
     data = synthetic_dataset(tmp_path / "data")
     with pytest.raises(InputError, match="has no pairs"):
-        run_evaluation(data, parse_sources("vi"), ScriptedDetector(data), split="train", out=tmp_path / "o", cache_dir=tmp_path / "c")
+        _run(data, parse_sources("vi"), ScriptedDetector(data), tmp_path / "o", tmp_path / "c", split="train")
 
 
 def test_fusion_detector_fuse_and_detect(tmp_path):
@@ -303,17 +304,26 @@ def test_fusion_detector_fuse_and_detect(tmp_path):
         fd.detect(ir, vis, source="thermal")
 
 
-def test_fusion_detector_evaluate_with_default_sources(tmp_path, monkeypatch):
-    monkeypatch.delenv("FUSEDET_CACHE", raising=False)
+def test_fusion_detector_evaluate_with_default_sources_and_the_machine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEDET_CACHE", str(tmp_path / "machine"))
     data = synthetic_dataset(tmp_path / "data", n=3)
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt", ["People", "Car", "Bus", "Lamp"])
     fuser = CountingMean()
-    table = FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2).evaluate(data, out=tmp_path / "out")
+    fd = FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2)
+    table = fd.evaluate(data, out=tmp_path / "out")
     assert list(table.rows) == ["ir", "vi", "countmean"] and fuser.calls == 3
     assert table.not_covered == {}  # trained on the dataset's own class names
-    assert (tmp_path / "out" / "cache" / "fused").is_dir()  # default cache: OUT/cache
+    assert len(list((tmp_path / "machine" / "fused").glob("countmean-*/*.png"))) == 3  # default cache: $FUSEDET_CACHE
+    assert not (tmp_path / "out" / "cache").exists()
     for row in table.rows.values():
         assert row["Lamp"] is None and all(0.0 <= row[c] <= 100.0 for c in ("People", "Car", "Bus"))
+    # another output folder and another subset of the sources: the fused images come from the machine's cache
+    again = fd.evaluate(data, sources=["countmean"], out=tmp_path / "elsewhere")
+    assert fuser.calls == 3 and again.rows["countmean"] == table.rows["countmean"]
+    # --cache-dir still overrides it
+    FusionDetector(fuser=fuser, weights=ckpt, device="cpu", batch=2, cache_dir=tmp_path / "own").evaluate(
+        data, sources=["countmean"], out=tmp_path / "third")
+    assert fuser.calls == 6 and len(list((tmp_path / "own" / "fused").glob("countmean-*/*.png"))) == 3
 
 
 def test_table_with_paper_rows_renders_and_never_ranks_them():

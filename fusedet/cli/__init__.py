@@ -11,6 +11,7 @@ import fusedet.cli.finetune_cmd  # noqa: E402,F401
 import fusedet.cli.fuse_cmd  # noqa: E402,F401
 import fusedet.cli.train_fuser_cmd  # noqa: E402,F401
 import fusedet.cli.metrics_cmd  # noqa: E402,F401
+import fusedet.cli.compare_cmd  # noqa: E402,F401
 # isort: on
 
 

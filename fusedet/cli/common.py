@@ -1,9 +1,16 @@
-"""Shared CLI plumbing: consoles, progress bars, and turning expected errors into one clear line."""
+"""Shared CLI plumbing: consoles, the help layout, progress bars for library events, and turning
+fusedet's errors into one clear line.
+
+Every command is parse, call, print: it builds settings objects from its options, calls one library
+function inside ``fusedet.runtime.session()`` (through ``command``), and prints the result.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import typer
@@ -18,8 +25,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
 from dmnet.errors import DMNetError
+from fusedet import distributed, runtime
 from fusedet.errors import FusedetError
 
 console = Console()
@@ -27,24 +36,61 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FusedetError, DMNetError)
+RANGE_HELP = (
+    "How pixel values become [0, 1]: auto (8-bit as is; narrow 16-bit thermal frames stretched 1-99 %, with a warning; "
+    "float images must be in [0, 1]), full, minmax or percentile[:LO,HI]."
+)
 
 
-def handle_errors(fn: F) -> F:
-    """Run a command; an expected error prints `error: ...` (no traceback) and exits with code 2."""
+class FusedetCommand(TyperCommand):
+    """A typer command whose help shows flags without a value type (``--paper``, not ``--paper <bool>``)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+def examples(*lines: str) -> str:
+    """A help epilog listing example command lines."""
+    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {escape(line)}" for line in lines)
+
+
+def command(fn: F) -> F:
+    """Run a command inside ``fusedet.runtime.session()``. A fusedet error prints ``error: ...`` (no
+    traceback) and exits with the error's code (2 for bad input, 1 for a failed training); dmnet's
+    errors are bad input too. Ctrl-C says how to resume (exit 130). Anything else is a bug and keeps
+    its traceback. Under torchrun only rank 0 prints (bars, messages, results); every rank prints its
+    errors, the others' prefixed with their rank."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main = distributed.is_main_process()
         try:
-            return fn(*args, **kwargs)
-        except EXPECTED_ERRORS as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            with runtime.session(), _quiet(not main):
+                return fn(*args, **kwargs)
+        except (FusedetError, DMNetError) as exc:
+            rank = "" if main else f"rank {os.environ.get('RANK')}: "
+            err_console.print(f"[bold red]{rank}error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(code=getattr(exc, "exit_code", 2)) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished work is kept; rerun the same command to resume")
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Both consoles silent for the block when `quiet` (a torchrun process other than rank 0)."""
+    before = console.quiet, err_console.quiet
+    console.quiet, err_console.quiet = quiet or before[0], quiet or before[1]
+    try:
+        yield
+    finally:
+        console.quiet, err_console.quiet = before
 
 
 def make_progress(**kwargs) -> Progress:
@@ -63,8 +109,9 @@ def make_progress(**kwargs) -> Progress:
 
 
 class RichEvents:
-    """The CLI's adapter from the library's events protocol (fusedet.events) to rich progress bars:
-    one bar per stage, notes printed above the bars."""
+    """The CLI's one adapter from the library's events protocol (fusedet.events) to rich progress
+    bars: one bar per stage; a note starting with "warning:" or "note:" goes to standard error in
+    yellow, any other note (information) to standard output."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -83,7 +130,11 @@ class RichEvents:
         self.progress.update(task, advance=n, status=escape(status))
 
     def note(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True)
+        head, sep, rest = message.partition(":")
+        if sep and head in ("warning", "note"):
+            self.progress.console.print(f"[yellow]{head}:[/]{escape(rest)}", soft_wrap=True)
+        else:  # information (an epoch's losses): standard output, like the result
+            console.print(escape(message), soft_wrap=True)
 
     def finish(self, stage: str, status: str = "") -> None:
         task = self._tasks.get(stage)

@@ -1,29 +1,22 @@
-"""`fusedet metrics`: the fusion-quality metrics of Tables I-IV for one or more methods' fused images.
+"""`fusedet metrics`: fusion-quality metrics of one or more methods' fused images, under one or both metric
+conventions (cddfuse: CDDFuse's Python Evaluator; vifb: VIFB's MATLAB metrics).
 
     fusedet metrics --ir tno/ir --vis tno/vi --fused mean=out/mean --fused DMNet=out/dmnet --out results/
 
-One row per method (mean over the pairs), columns EN SF AG SD CC SCD MI VIF Qabf MS-SSIM SSIM, best value
-per column in bold and second best underlined. Every input problem is reported before the scoring starts
-where it can be (folders, stems, sizes); with --out, finished pairs are journaled so a rerun resumes.
+Parse, call ``fusedet.eval.metrics_folders.score_folders``, print: one table per convention (best value
+per column in bold, second best underlined), the difference report when both conventions ran, and notes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
-from rich.measure import Measurement
 
+from fusedet.cli import render
 from fusedet.cli.app import app
-from fusedet.cli.common import console, err_console, handle_errors, make_progress
+from fusedet.cli.common import FusedetCommand, RichEvents, command, console, examples, make_progress
 from fusedet.errors import InputError
-
-if TYPE_CHECKING:
-    from fusedet.eval.metrics_folders import MetricsResult
-
-JOURNAL_NAME = ".metrics_journal.jsonl"
 
 
 def parse_fused_specs(specs: list[str]) -> list[tuple[str, Path]]:
@@ -42,81 +35,73 @@ def parse_fused_specs(specs: list[str]) -> list[tuple[str, Path]]:
     return out
 
 
-def _notes(result: MetricsResult) -> list[str]:
-    """One line per method and metric that is undefined (NaN) for some images, naming them."""
-    lines = []
-    total = len(next(iter(result.per_image.values())))
-    for name, metrics in result.undefined().items():
-        for metric, stems in metrics.items():
-            shown = ", ".join(stems[:8]) + (" ..." if len(stems) > 8 else "")
-            lines.append(
-                f"{name}: {metric} is undefined for {len(stems)} of {total} images ({shown}); "
-                f"its mean is over the other {total - len(stems)} (null in metrics.json)"
-            )
-    return lines
+def _differences_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title=f"cddfuse vs vifb, mean over {report['pairs']} pairs", header_style="bold cyan")
+    for name, justify in (("Metric", "left"), ("Method", "left"), ("cddfuse", "right"), ("vifb", "right"), ("vifb/cddfuse", "right")):
+        table.add_column(name, justify=justify)
+    fmt = lambda v, d=4: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for row in report["metrics"]:
+        label = row["cddfuse"] if row["cddfuse"] == row["vifb"] else f"{row['cddfuse']} / {row['vifb']}"
+        for i, (method, v) in enumerate(row["methods"].items()):
+            table.add_row(label if i == 0 else "", method, fmt(v["cddfuse"]), fmt(v["vifb"]), fmt(v["ratio"], 3))
+    return table
 
 
-@app.command("metrics")
-@handle_errors
+@app.command(
+    "metrics",
+    cls=FusedetCommand,
+    epilog=examples(
+        "fusedet metrics --ir tno/ir --vis tno/vi --fused mean=out/mean --fused DMNet=out/dmnet --out results/tno",
+        "fusedet metrics --ir tno/ir --vis tno/vi --fused DMNet=out/dmnet --convention cddfuse,vifb --out results/both",
+    ),
+)
+@command
 def metrics(
     ir: Path = typer.Option(..., "--ir", help="Folder of infrared images."),
     vis: Path = typer.Option(..., "--vis", help="Folder of visible images (matched to IR by file stem)."),
-    fused: list[str] = typer.Option(..., "--fused", help="NAME=DIR of one method's fused images (by stem); repeat for more rows."),
-    metric_names: str | None = typer.Option(
-        None, "--metrics", help="Comma-separated subset of EN,SF,AG,SD,CC,SCD,MI,VIF,Qabf,MS-SSIM,SSIM (default: all)."
+    fused: list[str] = typer.Option(..., "--fused", help="NAME=DIR of one method's fused images (matched by stem); repeat for more rows."),
+    convention: str = typer.Option(
+        "cddfuse",
+        "--convention",
+        help="Metric convention(s): cddfuse (CDDFuse's Evaluator.py, 11 metrics), vifb (VIFB's MATLAB metrics, 13), "
+        "or cddfuse,vifb (both, plus a report of how they differ).",
     ),
-    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for metrics.csv, .md, .tex and .json (the run resumes from it)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Pairs scored at a time (default: CPU count, at most 4)."),
+    metric_names: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Comma-separated subset, by either convention's names (cddfuse: EN,SF,AG,SD,CC,SCD,MI,VIF,Qabf,MS-SSIM,SSIM; "
+        "vifb: Avg_gradient,...,Variance). Default: all of each convention.",
+    ),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto. Default: auto (cuda when available, else cpu)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for metrics.csv, .md, .tex and .json (per convention in OUT/CONVENTION/ when several; conventions.md/.json "
+        "with both); an interrupted run resumes from it. Default: none, results are only printed.",
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Pairs scored at a time. Default: the usable CPU count, at most 4."),
 ) -> None:
-    """Score fused images with the eleven fusion metrics; one table row per method."""
-    import torch
-
-    from fusedet.eval.fusion_metrics import TABLE_ORDER, parse_metric_names, resolve_device
-    from fusedet.eval.metrics_folders import plan_folders, score_folders
-    from fusedet.tables import ResultTable, write_text_atomic
+    """Score fused images with the fusion metrics of a convention; one table row per method."""
+    from fusedet.eval.metric_conventions import parse_conventions, select_metrics
 
     specs = parse_fused_specs(fused)
-    names = parse_metric_names(metric_names)
-    dev = resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    conventions = parse_conventions(convention)
+    select_metrics(conventions, metric_names)  # name errors before anything loads
     if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    plan = plan_folders(ir, vis, specs, names)
-    journal = out / JOURNAL_NAME if out is not None else None
+
+    from fusedet.eval.metrics_folders import metrics_title, score_folders
 
     with make_progress() as progress:
-        task = progress.add_task("scoring", total=len(plan.stems), status="")
-        resumed = 0
-
-        def on_pair(stem: str, from_journal: bool) -> None:
-            nonlocal resumed
-            resumed += from_journal
-            progress.update(task, advance=1, status=f"{stem}" + (" (resumed)" if from_journal else ""))
-
-        result = score_folders(plan, device=dev, workers=workers, journal=journal, on_pair=on_pair)
-    if resumed:
-        err_console.print(f"resumed {resumed} of {len(plan.stems)} pairs from {journal}")
-
-    columns = [m for m in TABLE_ORDER if m in names]
-    table = ResultTable(
-        columns=columns,
-        rows=result.means(),
-        title=f"Fusion metrics, mean over {len(plan.stems)} pairs of {ir}",
-        digits=4,
-    )
-    rendered = table.to_rich()
-    # never truncate numbers ("6.23…"): print at the table's natural width, wider than the terminal if need be
-    natural = Measurement.get(console, console.options.update_width(1000), rendered).maximum
-    terminal = console.width
-    console.width = max(terminal, natural)
-    try:
-        console.print(rendered)
-    finally:
-        console.width = terminal
-    for line in _notes(result):
-        err_console.print(f"[yellow]note:[/] {line}")
-    if out is not None:
-        paths = table.write(out, "metrics")
-        paths.append(write_text_atomic(out / "metrics.json", json.dumps(result.to_json(), indent=2) + "\n"))
-        journal.unlink(missing_ok=True)
-        console.print("wrote " + ", ".join(str(p) for p in paths))
+        run = score_folders(
+            (ir, vis), specs, metrics=metric_names, convention=conventions, device=device, workers=workers, out=out, events=RichEvents(progress)
+        )
+    for name, result in run.results.items():
+        render.print_wide(console, render.result_table(result.table(metrics_title(name, f"mean over {run.pairs} pairs of {ir}"))))
+    if run.differences is not None:
+        render.print_wide(console, _differences_table(run.differences))
+        console.print("Why they differ: " + "; ".join(f"{r['cddfuse']}: {r['reason']}" for r in run.differences["metrics"]), soft_wrap=True)
+    if run.paths:
+        console.print("wrote " + ", ".join(str(p) for p in run.paths), soft_wrap=True)

@@ -1,0 +1,114 @@
+"""Fuse every IR/VIS pair of two folders into PNG files named by stem: the library call under
+``fusedet fuse``.
+
+The fuser (DMNet with the shipped weights unless told otherwise) fuses the IR image with the visible
+image's luma Y; the visible Cb/Cr are put back (fusedet.fusers.fuse_color), so a colour visible image
+gives an RGB PNG and a gray one (one channel, or three equal channels as in TNO) a one-channel PNG.
+Pairs and image headers are checked before any work; outputs are written atomically and existing ones
+are skipped unless `force`, so an interrupted run resumes where it stopped. The same input gives the
+same bytes whatever the batch size.
+
+Under ``torchrun`` (fusedet.distributed) the processes share the pairs still to fuse: rank 0 lists
+them, each process fuses its contiguous share on its own device and writes its outputs, and the call
+returns on every rank once all are done; only rank 0 reports progress.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fusedet import distributed, runtime
+from fusedet.datasets import PairFolder, rgb_to_gray, write_image
+from fusedet.datasets.headers import pair_size
+from fusedet.datasets.value_range import RangeLog
+from fusedet.devices import resolve_device
+from fusedet.errors import InputError
+from fusedet.events import Events, NullEvents, as_events
+from fusedet.fusers import Fuser, batches_by_size, fuse_color, get_fuser
+from fusedet.image_stream import prefetch
+from fusedet.settings import RunSettings
+
+
+@dataclass(frozen=True)
+class FuseResult:
+    """What `fuse_folder` did: the stems it fused, how many outputs it found already there, where it
+    wrote, and the fuser's provenance (name, cache key, weights and sha256)."""
+
+    out: Path
+    fused: list[str]
+    skipped: int
+    fuser: dict = field(default_factory=dict)
+    ranges: RangeLog = field(default_factory=RangeLog)
+
+
+def _is_gray(vis: np.ndarray) -> bool:
+    return bool(np.array_equal(vis[..., 0], vis[..., 1]) and np.array_equal(vis[..., 1], vis[..., 2]))
+
+
+@runtime.in_session
+def fuse_folder(
+    ir: str | os.PathLike,
+    vis: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fuser: str | Fuser = "dmnet",
+    run: RunSettings | None = None,
+    force: bool = False,
+    events: Events | None = None,
+) -> FuseResult:
+    """Fuse the pairs of folders `ir` and `vis` (matched by stem) into ``OUT/STEM.png``.
+
+    `fuser`: a spec (``dmnet``, ``dmnet:CKPT``, ``mean``, ``max``) or a Fuser. `run`: its `device`,
+    `fuse_batch` (pairs of one size per forward pass), `workers` (reader threads) and `ir_range` /
+    `vis_range` (how images become [0, 1]; decisions counted in the result's `ranges`) apply. Raises
+    InputError, before any fusion, for unpaired or unreadable images, IR/VIS size mismatches, an
+    unknown fuser or checkpoint, or an `out` that is a file or one of the input folders. Under torchrun
+    every process returns the whole run's result (every process's fused stems and value-range counts)."""
+    run = run or RunSettings()
+    world = distributed.current()
+    events = as_events(events) if world.main else NullEvents()
+    out = Path(out)
+    ranges = RangeLog()
+    folder = PairFolder(ir, vis, ir_range=run.ir_range, vis_range=run.vis_range, log=ranges)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    for src in (folder.ir_dir, folder.vis_dir):
+        if out.resolve() == src.resolve():
+            raise InputError(f"--out {out} is an input folder; fused images would overwrite the sources")
+    sizes = {s: pair_size(s, folder.ir_files[s], folder.vis_files[s]) for s in folder.stems}
+    todo = world.broadcast([s for s in folder.stems if force or not (out / f"{s}.png").is_file()])
+    model = get_fuser(fuser, device=resolve_device(run.device))
+    result = FuseResult(out, todo, len(folder.stems) - len(todo), model.provenance(), ranges)
+    if not todo:
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+    mine = world.shard(todo)
+    stage = "fusing"
+    if world.sharded:
+        events.note(f"note: {world.size} processes share the {len(todo)} pairs to fuse; the bar shows rank 0's share")
+        events.start(stage, total=len(mine))
+    else:
+        events.start(stage, total=len(folder.stems))
+        events.advance(stage, result.skipped)
+    batches = batches_by_size(mine, sizes.__getitem__, run.fuse_batch)
+    for stems, pairs in zip(batches, prefetch(lambda group: [folder.read(s) for s in group], batches, run.workers, 2)):
+        ir_t = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(model.device)
+        vis_t = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(model.device)
+        with torch.inference_mode():
+            fused = fuse_color(model, ir_t, vis_t).permute(0, 2, 3, 1).float().cpu().numpy()
+        for pair, image in zip(pairs, fused):
+            write_image(out / f"{pair.stem}.png", rgb_to_gray(image) if _is_gray(pair.vis) else image)
+        events.advance(stage, len(pairs), stems[-1])
+    events.finish(stage)
+    if world.sharded:  # waits for every process
+        for rank, log in enumerate(world.gather(ranges)):
+            if rank != world.rank:
+                ranges.update(log)
+    for line in ranges.warnings():
+        events.note(f"warning: {line}")
+    return result
