@@ -17,6 +17,12 @@ epoch. A checkpoint is written after every epoch, so the RNG state at a resume p
 (seed, epoch): a run killed at any moment and resumed with ``resume=True`` produces the same weights as
 an uninterrupted run (bit for bit on CPU with the same thread count).
 
+Learning rate. Constant at ``lr`` (the paper), or stepped: from the 1-based epoch ``lr_decay_epoch`` on it
+is ``lr * lr_decay`` (a step schedule, as in the common StepLR/MultiStepLR recipes). The step is set by
+an absolute epoch, not as a fraction of the run, so a run extended with ``--resume`` (more stage-II
+epochs) keeps the learning rate of every epoch it has done; a resume may also add or move the step
+as long as it lies after the epochs already done. The rate of each epoch is in its history record.
+
 Files in ``out_dir`` (written by rank 0 only, atomically): ``epoch_NNN.pt`` (weights, configuration and
 summary: usable as ``fusedet fuse --weights``) and ``last.pt`` (the same plus the optimizer state and
 training settings, for ``resume``).
@@ -76,6 +82,8 @@ class TrainSettings:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     num_workers: int = 0  # DataLoader worker processes
     keep_epochs: int = 0  # keep only the newest N epoch_NNN.pt files (0: keep all)
+    lr_decay_epoch: int = 0  # from this 1-based epoch on the learning rate is lr * lr_decay (0: constant)
+    lr_decay: float = 0.1
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,12 +99,18 @@ class TrainSettings:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if self.num_workers < 0 or self.keep_epochs < 0:
             problems.append("num_workers and keep_epochs must be >= 0")
+        if self.lr_decay_epoch < 0 or not (math.isfinite(self.lr_decay) and self.lr_decay > 0):
+            problems.append(f"lr_decay_epoch must be >= 0 and lr_decay a positive number (got {self.lr_decay_epoch}, {self.lr_decay})")
         if problems:
             raise DMNetError("training settings: " + "; ".join(problems))
 
     @property
     def total_epochs(self) -> int:
         return self.stage1_epochs + self.stage2_epochs
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of a 1-based epoch: lr, times lr_decay from epoch lr_decay_epoch on."""
+        return self.lr * self.lr_decay if self.lr_decay_epoch and epoch >= self.lr_decay_epoch else self.lr
 
 
 class TrainCallback:
@@ -263,9 +277,16 @@ class _Run:
         ck = read_checkpoint(last, map_location=self.ctx.device)
         found = _verify(ck, last, self.resume_key(), allow_new_data)
         check_state_dict(self.model, ck.state_dict, last)
+        history = list(ck.summary.get("history", []))
+        changed = [r["epoch"] for r in history if r.get("lr", self.settings.lr) != self.settings.lr_at(r["epoch"])]
+        if changed:
+            raise DMNetError(
+                f"{last}: cannot resume: the learning-rate step would change the rate of epochs already done "
+                f"({', '.join(map(str, changed[:5]))}); put --lr-decay-epoch after epoch {int(ck.training['epoch'])}"
+            )
         self.model.load_state_dict(ck.state_dict)
         self.optimizer.load_state_dict(ck.training["optimizer"])
-        self.history = list(ck.summary.get("history", []))
+        self.history = history
         self.data_changes = list(ck.summary.get("data_changes", []))
         if found.data_changes:
             self.data_changes.append({"after_epoch": found.epochs_done, "changes": found.data_changes})
@@ -305,6 +326,9 @@ class _Run:
     def train_epoch(self, net: nn.Module, loader: DataLoader, sampler: DistributedSampler, epoch: int) -> dict[str, Any]:
         s, ctx = self.settings, self.ctx
         stage = stage_of(epoch, s, self.two_stage)
+        lr = s.lr_at(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         torch.manual_seed(epoch_seed(s.seed, epoch, ctx.rank))
         sampler.set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
@@ -335,7 +359,7 @@ class _Run:
         keys = sorted(sums)
         totals = ctx.all_sum([sums[k] for k in keys] + [float(count)])
         means = {k: totals[i] / totals[-1] for i, k in enumerate(keys)}
-        return {"epoch": epoch, "stage": stage, "losses": means, "samples": int(totals[-1]),
+        return {"epoch": epoch, "stage": stage, "losses": means, "samples": int(totals[-1]), "lr": lr,
                 "seconds": round(time.perf_counter() - start, 3)}
 
     def non_finite_message(self, epoch: int, stage: int, step: int, values: dict[str, float]) -> str:
@@ -358,7 +382,8 @@ class _Run:
             "stage2_epochs": s.stage2_epochs + (0 if self.two_stage else s.stage1_epochs),
             "final_losses": record["losses"],
             "history": self.history,
-            "settings": {"batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "optimizer": "Adam",
+            "settings": {"batch_size": s.batch_size, "lr": s.lr, "lr_decay_epoch": s.lr_decay_epoch, "lr_decay": s.lr_decay,
+                         "seed": s.seed, "optimizer": "Adam",
                          "device": str(self.ctx.device), "world_size": self.ctx.world, "bf16_autocast": self.amp},
             "train_seconds": round(sum(r["seconds"] for r in self.history), 1),
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

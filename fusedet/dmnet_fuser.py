@@ -4,6 +4,8 @@
 model card dmnet_lite.md); ``get_fuser("dmnet:PATH")`` loads a checkpoint written by
 ``fusedet train-fuser``. Inference is stage II of the model (deterministic), batched over B x 1 x H x W
 tensors of any size. ``precision="bf16"`` runs under bf16 autocast (CUDA); the default is fp32.
+A checkpoint may name a post-processing of the fused luma in its summary (``summary["postprocess"]``,
+see fusedet.postprocess): part of that fuser, applied to every image alike.
 On CPU, a small model's passes ask fusedet.runtime to keep freed malloc memory for reuse while the
 session lasts (``fusedet.runtime.keep_freed_memory``).
 """
@@ -16,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from dmnet.checkpoint import read_checkpoint
+from dmnet.checkpoint import read_checkpoint, save_checkpoint
 from fusedet import __version__, runtime
 from fusedet.errors import InputError
 from fusedet.fusers import Fuser
 from fusedet.hashing import file_sha256
+from fusedet.postprocess import parse_postprocess, postprocess
 
 DEFAULT_WEIGHTS = "dmnet_lite.pt"
 PRECISIONS = ("fp32", "bf16")
@@ -37,6 +40,19 @@ def default_weights() -> Path:
 def small_model(model: torch.nn.Module) -> bool:
     """Whether `model` has fewer than KEEP_MEMORY_MAX_PARAMS parameters (malloc reuse pays off on CPU)."""
     return sum(p.numel() for p in model.parameters()) < KEEP_MEMORY_MAX_PARAMS
+
+
+def with_postprocess(src: str | os.PathLike, dst: str | os.PathLike, mode: str) -> Path:
+    """Copy the DMNet checkpoint `src` to `dst` with ``summary["postprocess"] = mode``; returns `dst`.
+
+    `mode` is a post-processing spec of fusedet.postprocess (e.g. ``minmax+unsharp:0.75``). The
+    weights, configuration and the rest of the summary are kept (a trainer's optimizer state is
+    dropped); a DMNetFuser of `dst` then applies `mode` to every fused image. Raises InputError for
+    a bad spec, DMNetError for an unreadable checkpoint.
+    """
+    parse_postprocess(mode)
+    checkpoint = read_checkpoint(src)
+    return save_checkpoint(dst, checkpoint.build_model(), {**checkpoint.summary, "postprocess": mode})
 
 
 class DMNetFuser(Fuser):
@@ -57,6 +73,11 @@ class DMNetFuser(Fuser):
             raise InputError(f"{self.weights}: no such DMNet checkpoint file")
         self.checkpoint = read_checkpoint(self.weights)
         self.model = self.checkpoint.build_model().eval()
+        self.postprocess = self.checkpoint.summary.get("postprocess", "none")
+        try:
+            parse_postprocess(self.postprocess)
+        except InputError as err:
+            raise InputError(f"{self.weights}: {err}") from None
         self.sha256 = file_sha256(self.weights)
         self.precision = precision
         self._small = small_model(self.model)
@@ -92,4 +113,4 @@ class DMNetFuser(Fuser):
         amp = self.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             fused = self.model(ir.to(self.device, torch.float32), vis_y.to(self.device, torch.float32))
-        return fused.float().clamp(0.0, 1.0).to(ir.device)
+        return postprocess(fused.float().clamp(0.0, 1.0), self.postprocess).to(ir.device)

@@ -171,3 +171,35 @@ def test_epoch_seed_depends_on_seed_epoch_and_rank():
     seeds = {epoch_seed(s, e, r) for s in (0, 1) for e in (1, 2) for r in (0, 1)}
     assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
     assert epoch_seed(5, 3) == epoch_seed(5, 3, 0)
+
+
+def test_learning_rate_step_is_resume_exact(tmp_path):
+    """lr x lr_decay from lr_decay_epoch on: recorded per epoch, applied to Adam, addable on resume."""
+    stepped = TrainSettings(stage1_epochs=1, stage2_epochs=2, batch_size=3, lr=1e-3, seed=3, device="cpu",
+                            lr_decay_epoch=3, lr_decay=0.5)
+    assert [stepped.lr_at(e) for e in (1, 2, 3, 4)] == [1e-3, 1e-3, 5e-4, 5e-4] and SETTINGS.lr_at(9) == 1e-3
+    direct = train(tiny_model(), _Crops(), tmp_path / "direct", stepped)
+    assert [r["lr"] for r in direct.history] == [1e-3, 1e-3, 5e-4]
+    last = read_checkpoint(tmp_path / "direct" / "last.pt")
+    assert last.training["optimizer"]["param_groups"][0]["lr"] == 5e-4
+    assert (last.summary["settings"]["lr_decay_epoch"], last.summary["settings"]["lr_decay"]) == (3, 0.5)
+    # the step changes the weights of epoch 3 (and only from epoch 3 on)
+    train(tiny_model(), _Crops(), tmp_path / "constant", SETTINGS)
+    a, b = _weights(tmp_path / "direct" / "epoch_002.pt"), _weights(tmp_path / "constant" / "epoch_002.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = _weights(tmp_path / "direct" / "last.pt"), _weights(tmp_path / "constant" / "last.pt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    # a constant-rate run stopped after epoch 2, resumed with the step at epoch 3: the direct run, bit for bit
+    two = TrainSettings(stage1_epochs=1, stage2_epochs=1, batch_size=3, lr=1e-3, seed=3, device="cpu")
+    train(tiny_model(), _Crops(), tmp_path / "later", two)
+    resumed = train(tiny_model(), _Crops(), tmp_path / "later", stepped, resume=True)
+    a, b = _weights(tmp_path / "direct" / "last.pt"), _weights(tmp_path / "later" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["lr"] for r in resumed.history] == [1e-3, 1e-3, 5e-4]
+    # a step that would change an epoch already done is refused (epoch 3 ran at 5e-4 either way)
+    early = TrainSettings(stage1_epochs=1, stage2_epochs=3, batch_size=3, lr=1e-3, seed=3, device="cpu",
+                          lr_decay_epoch=2, lr_decay=0.5)
+    with pytest.raises(DMNetError, match=r"change the rate of epochs already done \(2\); put --lr-decay-epoch after epoch 3"):
+        train(tiny_model(), _Crops(), tmp_path / "direct", early, resume=True)
+    with pytest.raises(DMNetError, match="lr_decay_epoch must be >= 0"):
+        TrainSettings(lr_decay=0.0)

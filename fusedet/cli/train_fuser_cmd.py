@@ -46,6 +46,10 @@ def train_fuser(
     crops_per_pair: int = typer.Option(1, "--crops-per-pair", min=1, help="Random crops of each pair per epoch."),
     batch: int = typer.Option(8, "--batch", min=1, help="Crops per optimizer step (per process)."),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate (paper: 1e-4)."),
+    lr_decay_epoch: int = typer.Option(
+        0, "--lr-decay-epoch", min=0, help="From this epoch on the learning rate is lr x --lr-decay (0: constant; may be added on --resume)."
+    ),
+    lr_decay: float = typer.Option(0.1, "--lr-decay", help="Factor of the learning-rate step (see --lr-decay-epoch)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seeds the model, crops, order and noise."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N \\[default: cuda when available].", show_default=False),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16."),
@@ -76,6 +80,7 @@ def train_fuser(
     settings = TrainSettings(
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch, lr=lr, seed=seed,
         device=device, precision=precision, num_workers=workers, keep_epochs=keep_epochs,
+        lr_decay_epoch=lr_decay_epoch, lr_decay=lr_decay,
     )
     main_rank = int(os.environ.get("RANK", "0")) == 0
     with make_progress(disable=not main_rank) as progress:
