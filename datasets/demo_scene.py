@@ -1,6 +1,6 @@
 """One synthetic road scene of the demo dataset: layout, lighting, and the IR and visible images.
 
-Design (issue 6, item 7): a detector trained on IR, visible and fused images must do better on
+Design: a detector trained on IR, visible and fused images must do better on
 fused images than on either input alone, because each input loses objects the other keeps. This
 holds *by construction*: every labelled object is given a visibility before it is drawn,
 
