@@ -8,8 +8,8 @@
     ROOT/meta/scenes.json      per stem: lighting condition and, per object (XML order), its designed
                                visibility: both | ir_only | vis_only (see :mod:`fusedet.datasets.demo_scene`)
 
-Defaults: 500 pairs of 320x256 pixels (350 train / 50 val / 100 test), seed 0; about 20 s of CPU
-to generate (one core; ~30 ms per scene plus PNG encoding) and 74 MB on disk. Scene ``i`` depends only on (seed, i), so a smaller set is a prefix of a
+Defaults: 500 pairs of 320x256 pixels (350 train / 50 val / 100 test), seed 0; 74 MB on disk
+(generated once on one core and cached). Scene ``i`` depends only on (seed, i), so a smaller set is a prefix of a
 larger one; scene ``i`` always holds at least one object of class ``CLASSES[i % 6]``, so any six
 consecutive scenes (every split of 30 pairs or more) hold all six classes. Same seed and options,
 same bytes (with the same OpenCV/NumPy build).

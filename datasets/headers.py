@@ -1,7 +1,7 @@
 """Image sizes from file headers (no pixel decoding), and the IR/VIS same-size check.
 
-Pillow's ``Image.open`` reads only the header (about 0.15 ms per PNG here, against several ms to
-decode a 1024x768 image), so a reader can size all 4200 M3FD pairs in about a second.
+Pillow's ``Image.open`` reads only the header, not the pixels, so a reader can size every pair of a
+large dataset (M3FD's 4200) far faster than by decoding the images.
 """
 
 from __future__ import annotations

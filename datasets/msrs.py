@@ -1,6 +1,6 @@
 """MSRS (Tang et al., 2022) pairs with YOLO text labels (Lele-3/MSRS-detection-label): person, bicycle, car.
 
-Layout read (as in ``shared/data/msrs``; folder names case-insensitive)::
+Layout read (as the MSRS detection-label release has it; folder names case-insensitive)::
 
     ROOT/ir/00004N.png  ROOT/vi/00004N.png         (or ir/{train,test}/..., or {train,test}/ir/...)
     ROOT/labels/00004N.txt       YOLO ``class xc yc w h``, normalised; the "fusion" labels (default)

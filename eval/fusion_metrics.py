@@ -6,8 +6,7 @@
 ``fusedet.eval.metric_conventions`` for what each convention is.
 
 The cddfuse convention: EN, SF, AG, SD, CC, SCD, MI, VIF, Qabf, SSIM and MS-SSIM, with the conventions of the field's reference
-code (CDDFuse's ``utils/Evaluator.py``, scikit-image's SSIM, pytorch_msssim's MS-SSIM) as written down in
-``shared/data/golden_fused/README.md``:
+code (CDDFuse's ``utils/Evaluator.py``, scikit-image's SSIM, pytorch_msssim's MS-SSIM) as below:
 
 - inputs are gray images on the 0..255 scale holding integers (8-bit levels); colour inputs are turned
   into BT.601 gray (``0.299 R + 0.587 G + 0.114 B``, OpenCV's float32 conversion) and rounded;

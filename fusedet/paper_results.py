@@ -1,7 +1,7 @@
 """The DMNet paper's published detection results (Table VII), for `fusedet evaluate --paper`.
 
 Source: C. Pan et al., "DMNet: A Dense Multiscale Feature Extraction Network With Two-Stage Training
-for Infrared-Visible Image Fusion" (text in shared/paper/DMNet.txt, section IV-E),
+for Infrared-Visible Image Fusion" (IEEE Internet of Things Journal, 2025; section IV-E),
 Table VII "AP@0.5(%) values for object detection on M3FD dataset consisting of 4200 pairs of
 infrared-visible images", detector: pretrained YOLOv5x. Copied as printed, in percent. The paper's
 column "Trunk" is M3FD's Truck and "Motor" is Motorcycle; the abbreviated method names are

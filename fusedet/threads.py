@@ -7,10 +7,9 @@ rounds by default) before it sleeps. On a quiet machine that saves a wake-up per
 busy one it is a collapse: the thread that is late is waiting for a core, and the early one burns
 the core it needs; a DMNet pass runs a few thousand operators, each ending on such a barrier.
 With passive waiting (``OMP_WAIT_POLICY=PASSIVE``) the early thread sleeps at once and gives its
-core back, so the team loses only what the other processes take. Measured with
-``bench/busy_machine.py`` on a shared 2-core machine: passive waiting with every core was faster
-than libgomp's default, than a shorter spin and than one thread, both with and without two
-competing processes. One thread per free core is what "fewer threads" gives on a busy machine, and
+core back, so the team loses only what the other processes take. ``bench/busy_machine.py``
+compares passive waiting with every core against libgomp's default, a shorter spin and one thread,
+with and without competing processes (the README gives the figures). One thread per free core is what "fewer threads" gives on a busy machine, and
 it lost: a single thread gets a smaller share of a crowded machine than two that sleep when they
 wait.
 
