@@ -61,7 +61,7 @@ class ShippedWeights:
 SHIPPED: dict[str, ShippedWeights] = {
     "demo": ShippedWeights(
         "demo_yolo.pt",
-        "9320fe3bcf1fa53da105604deec94ed0b2b41f9432e29ed2dfc8eecd569c1ba3",
+        "161afa3847b77e46e0d7900abf9d50c036af1197651f3c8d9d2b67733231c194",
         "fusedet's synthetic demo scenes (drawn road scenes, not real images)",
         ("demo",),
         (INFRARED, VISIBLE, FUSED),
