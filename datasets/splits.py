@@ -199,7 +199,7 @@ def read_split_file(
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise InputError(f"{path}: no such split file")
+        raise InputError(f"{path}: {'a folder, not a split file' if path.is_dir() else 'no such split file'}")
     entries = _entries(path)
     if not entries:
         raise InputError(f"{path}: no stem in this split file")

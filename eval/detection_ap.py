@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -150,15 +151,33 @@ def mean_ap(per_class: Mapping[str, float | None], classes: Iterable[str] | None
     return float(np.mean(values)) if values else None
 
 
+def _read_or_exit(path: str) -> dict | list:
+    try:
+        return load_json(path)
+    except OSError as err:
+        sys.exit(f"error: {path}: {err.strerror or err}")
+    except ValueError as err:  # not json, or not UTF-8
+        sys.exit(f"error: {path}: not a JSON file ({err})")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Print per-class AP (json) of a COCO detections file against a COCO ground-truth file."""
+    """Print per-class AP (json) of a COCO detections file against a COCO ground-truth file; a missing
+    or malformed file, or detections of images the ground truth does not hold (files of two different
+    runs), end with one ``error:`` line and exit status 1."""
     parser = argparse.ArgumentParser(description="Per-class AP@IoU (COCO 101-point, pycocotools), in percent.")
     parser.add_argument("ground_truth")
     parser.add_argument("detections")
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--max-det", type=int, default=300)
     args = parser.parse_args(argv)
-    print(json.dumps(average_precision(args.ground_truth, args.detections, iou=args.iou, max_det=args.max_det)))
+    gt, dets = _read_or_exit(args.ground_truth), _read_or_exit(args.detections)
+    gt_images = {image["id"] for image in gt.get("images", [])} if isinstance(gt, dict) else set()
+    stray = sorted({d.get("image_id") for d in dets if isinstance(d, dict)} - gt_images, key=str) if isinstance(dets, list) else []
+    if not isinstance(gt, dict) or not isinstance(dets, list) or stray:
+        reason = (f"{len(stray)} image id(s) of the detections (e.g. {stray[0]!r}) are not in the ground truth: "
+                  "the two files come from different runs" if stray else "expected a COCO ground-truth object and a list of detections")
+        sys.exit(f"error: {args.ground_truth}, {args.detections}: {reason}")
+    print(json.dumps(average_precision(gt, dets, iou=args.iou, max_det=args.max_det)))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ class TrainingDomain:
                             f"{rows} measure{'' if len(thermal_sources) > 1 else 's'} cross-modality transfer, not the thermal camera")
         seen = self.seen_stems.intersection(stems) if name in self.datasets else set()
         if seen:
-            problems.append(f"{len(seen)} of the {len(set(stems))} evaluated pairs were in its training data: evaluate on its held-out pairs")
+            problems.append(f"{len(seen)} of the {len(set(stems))} evaluated pairs were among its training or validation pairs: "
+                            "evaluate on its held-out pairs")
         return "; ".join(problems) if problems else None
 
     def to_dict(self) -> dict:

@@ -59,6 +59,10 @@ from fusedet.paper_results import PAPER_SOURCE, paper_rows
 from fusedet.settings import BASELINE_DEFAULT, ReportSettings, RunSettings
 from fusedet.sources import FusedSource, IrSource, Source
 
+# Files a report may write into its folder (DetectionReport.write, the detections of each source).
+REPORT_FILES = ("table.*", "table_ap50.*", "table_ap50_95.*", "table_by_size.*", "table_by_group.*", "delta_vs_baseline.*",
+                "ap_per_class.png", "ap_by_group.png", "detections/*.json")
+
 
 class DetectorLike(Protocol):
     """What the engine needs of a detector (fusedet.detector.Detector, or a test double)."""
@@ -239,11 +243,20 @@ class Evaluation:
         return report
 
     def write_report(self, report: DetectionReport) -> None:
-        """The tables, plots and run.json."""
+        """The tables, plots and run.json; report files of an earlier run in the same folder that this
+        run does not write (another source's detections, group tables, ...) are removed, with a note."""
         start = time.perf_counter()
-        report.write(self.out)
+        written = {*report.write(self.out), *(self.out / "detections" / f"{s.name}.json" for s in self.sources)}
         self.timings["write tables"] = time.perf_counter() - start
         write_json(self.out / "run.json", self.run_info(report), indent=2)
+        stale = sorted(p for pattern in REPORT_FILES for p in self.out.glob(pattern) if p not in written)
+        for path in stale:
+            path.unlink(missing_ok=True)
+            if path.parent.name == "detections":  # and its resume state
+                (self.out / ".resume" / path.name).unlink(missing_ok=True)
+        if stale:
+            names = ", ".join(str(p.relative_to(self.out)) for p in stale)
+            self.events.note(f"note: removed {names} from {self.out}: an earlier run's files that this run's report does not hold")
 
     def run(self) -> DetectionReport:
         """All stages in order; returns the report (also written to the output folder). In a sharded

@@ -89,6 +89,26 @@ def test_evaluate_demo_end_to_end_resume_and_paper_rows(tmp_path, cache, coco_ck
     assert json.loads((out / "table.json").read_text())["rows"] == table["rows"]
 
 
+def test_a_rerun_into_the_same_folder_removes_the_earlier_runs_files(tmp_path, cache, coco_ckpt):
+    """Another data set, fewer sources and no groups in the same --out: the earlier run's detections of
+    other sources and its group tables go (with a note), so the folder holds one report."""
+    out = tmp_path / "out"
+    first = _invoke("--dataset", "demo", "--dataset-option", "n_pairs=15", "--sources", "ir,vi,mean", "--group-by", "scene",
+                    "--weights", coco_ckpt, "--device", "cpu", "--out", out)
+    assert first.exit_code == 0, first.output
+    assert (out / "table_by_group.json").is_file() and (out / "detections" / "mean.json").is_file()
+    second = _invoke("--dataset", "demo", "--dataset-option", "n_pairs=10", "--sources", "ir",
+                     "--weights", coco_ckpt, "--device", "cpu", "--out", out)
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in (out / "detections").iterdir()) == ["ir.json"]
+    assert not list(out.glob("table_by_group.*")) and not (out / "ap_by_group.png").exists()
+    # one row: no difference to a baseline either
+    assert ("note: removed ap_by_group.png, delta_vs_baseline.csv, delta_vs_baseline.png, detections/mean.json, "
+            "detections/vi.json, table_by_group.csv, table_by_group.json, table_by_group.md") in _text(second)
+    ref = reference_ap(out / "ground_truth.json", out / "detections" / "ir.json")  # the files belong together
+    assert set(ref) == set(M3FD)
+
+
 SHIPPED = DEMO_WEIGHTS.is_file() and (DEMO_WEIGHTS.parent / "dmnet_lite.pt").is_file()
 
 

@@ -354,6 +354,8 @@ def test_plain_stem_list_split_file_and_unknown_stems_shown_with_repr(msrs, tmp_
         load_dataset("msrs", msrs, split_file=mixed)
     with pytest.raises(InputError, match=r"nothere\.txt: no such split file"):
         load_dataset("msrs", msrs, split_file=tmp_path / "nothere.txt")
+    with pytest.raises(InputError, match=r": a folder, not a split file"):
+        load_dataset("msrs", msrs, split_file=msrs)
 
 
 def test_apply_split_file_to_a_loaded_dataset(msrs, tmp_path):

@@ -138,3 +138,26 @@ def test_pycocotools_agrees_with_independent_ap_on_random_files(tmp_path, seed):
     for name in ("People", "Car"):
         assert 5.0 < ours[name] < 95.0  # a non-trivial case
         assert abs(ours[name] - ref[name]) < 0.1, (name, ours[name], ref[name])
+
+
+def test_command_line_check_ends_bad_input_with_one_error_line(tmp_path, capsys):
+    """``python -m fusedet.eval.detection_ap GT DETS``: AP as json; a missing or malformed file, or
+    detections of images the ground truth does not hold (files of two runs), end with one error line."""
+    from fusedet.eval.detection_ap import main
+
+    gt = {"images": [{"id": 1, "width": 10, "height": 10}], "categories": [{"id": 1, "name": "car"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}]))
+    (tmp_path / "other.json").write_text(json.dumps([{"image_id": 7, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.9}]))
+    (tmp_path / "broken.json").write_text("{")
+    main([str(tmp_path / "gt.json"), str(tmp_path / "dets.json")])
+    assert json.loads(capsys.readouterr().out) == {"car": pytest.approx(100.0)}
+    for args, message in [
+        (["missing.json", "dets.json"], "missing.json: No such file or directory"),
+        (["broken.json", "dets.json"], "broken.json: not a JSON file"),
+        (["gt.json", "other.json"], "1 image id(s) of the detections (e.g. 7) are not in the ground truth"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(tmp_path / a) for a in args])
+        assert str(exit_info.value).startswith("error: ") and message in str(exit_info.value)

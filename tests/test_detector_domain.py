@@ -80,7 +80,7 @@ def test_evaluated_pairs_the_weights_were_trained_on_are_counted():
     domain = TrainingDomain("MSRS", ("msrs",), (INFRARED, VISIBLE, FUSED), "table", frozenset({"00004N", "00008N"}))
     assert domain.warning("msrs", ["ir"], ["00012N", "00020N"]) is None  # held-out pairs only
     line = domain.warning("msrs", ["ir"], ["00004N", "00008N", "00012N"])
-    assert line == "2 of the 3 evaluated pairs were in its training data: evaluate on its held-out pairs"
+    assert line == "2 of the 3 evaluated pairs were among its training or validation pairs: evaluate on its held-out pairs"
     # on another dataset the stems mean nothing; the dataset itself is the problem
     line = domain.warning("m3fd", [], ["00004N"])
     assert line.startswith("it was trained on MSRS, not on m3fd") and "evaluated pairs" not in line
