@@ -171,12 +171,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-det", type=int, default=300)
     args = parser.parse_args(argv)
     gt, dets = _read_or_exit(args.ground_truth), _read_or_exit(args.detections)
-    gt_images = {image["id"] for image in gt.get("images", [])} if isinstance(gt, dict) else set()
-    stray = sorted({d.get("image_id") for d in dets if isinstance(d, dict)} - gt_images, key=str) if isinstance(dets, list) else []
-    if not isinstance(gt, dict) or not isinstance(dets, list) or stray:
-        reason = (f"{len(stray)} image id(s) of the detections (e.g. {stray[0]!r}) are not in the ground truth: "
-                  "the two files come from different runs" if stray else "expected a COCO ground-truth object and a list of detections")
-        sys.exit(f"error: {args.ground_truth}, {args.detections}: {reason}")
+    from fusedet.errors import InputError
+    from fusedet.eval.coco_match import index_ground_truth, match_detections
+
+    try:  # the AP engine's checks: COCO shapes, and detections only of images the ground truth holds
+        match_detections(index_ground_truth(gt), dets, max_det=args.max_det)
+    except InputError as err:
+        sys.exit(f"error: {args.ground_truth}, {args.detections}: {err} (are the two files from one run?)")
     print(json.dumps(average_precision(gt, dets, iou=args.iou, max_det=args.max_det)))
 
 

@@ -156,7 +156,7 @@ def test_command_line_check_ends_bad_input_with_one_error_line(tmp_path, capsys)
     for args, message in [
         (["missing.json", "dets.json"], "missing.json: No such file or directory"),
         (["broken.json", "dets.json"], "broken.json: not a JSON file"),
-        (["gt.json", "other.json"], "1 image id(s) of the detections (e.g. 7) are not in the ground truth"),
+        (["gt.json", "other.json"], "detection refers to image id 7, which the ground truth does not have"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main([str(tmp_path / a) for a in args])
