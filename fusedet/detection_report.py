@@ -54,6 +54,9 @@ TITLES = {
     "ap_large": "AP@[.5:.95] (%), large objects (area > 96^2 px)",
 }
 SHORT = {"ap50": "AP@0.5", "ap50_95": "AP@[.5:.95]"}
+# Every file DetectionReport.write may write (glob patterns in its folder); a given report writes a subset.
+REPORT_FILES = ("table.*", "table_ap50.*", "table_ap50_95.*", "table_by_size.*", "table_by_group.*", "delta_vs_baseline.*",
+                "ap_per_class.png", "ap_by_group.png")
 
 
 @dataclass

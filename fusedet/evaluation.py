@@ -50,7 +50,7 @@ from fusedet import distributed, runtime
 from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
-from fusedet.detection_report import DetectionReport, ReportContext, build_report
+from fusedet.detection_report import REPORT_FILES, DetectionReport, ReportContext, build_report
 from fusedet.errors import InputError
 from fusedet.eval.detection_ap import coco_detections, coco_ground_truth
 from fusedet.eval.groups import load_groups
@@ -58,10 +58,6 @@ from fusedet.events import Events, NullEvents, as_events
 from fusedet.paper_results import PAPER_SOURCE, paper_rows
 from fusedet.settings import BASELINE_DEFAULT, ReportSettings, RunSettings
 from fusedet.sources import FusedSource, IrSource, Source
-
-# Files a report may write into its folder (DetectionReport.write, the detections of each source).
-REPORT_FILES = ("table.*", "table_ap50.*", "table_ap50_95.*", "table_by_size.*", "table_by_group.*", "delta_vs_baseline.*",
-                "ap_per_class.png", "ap_by_group.png", "detections/*.json")
 
 
 class DetectorLike(Protocol):
@@ -249,7 +245,8 @@ class Evaluation:
         written = {*report.write(self.out), *(self.out / "detections" / f"{s.name}.json" for s in self.sources)}
         self.timings["write tables"] = time.perf_counter() - start
         write_json(self.out / "run.json", self.run_info(report), indent=2)
-        stale = sorted(p for pattern in REPORT_FILES for p in self.out.glob(pattern) if p not in written)
+        patterns = (*REPORT_FILES, "detections/*.json")
+        stale = sorted(p for pattern in patterns for p in self.out.glob(pattern) if p not in written)
         for path in stale:
             path.unlink(missing_ok=True)
             if path.parent.name == "detections":  # and its resume state
