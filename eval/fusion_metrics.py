@@ -264,6 +264,27 @@ def _total(x: torch.Tensor) -> torch.Tensor:
     return x.sum(dim=(-2, -1)).to(torch.float64)
 
 
+def _sum_log1p(x: torch.Tensor, group: int = 16) -> torch.Tensor:
+    """Sums of log(1 + x) over the last two axes, float64, for finite x >= 0 (float32 or float64).
+
+    Computed as the sum of log(prod(1 + x)) over groups of `group` values in float64: one logarithm per
+    group instead of one log1p per value, 4-5x faster on the CPU (torch's float32 log1p is not vectorised
+    there, and a float64 log1p per value costs more than the products). Each factor and product is
+    rounded once in float64: about 2e-15 absolute per group, 1e-10 on the sum over a 480x640 map.
+    VIF's terms are below var(F) / sigma_n^2 <= 2**13 (Cauchy-Schwarz), so a product of 16 stays far
+    inside float64's range; a group that overflows anyway (inf) falls back to log1p per value.
+    """
+    y = x.flatten(-2)
+    pad = (-y.shape[-1]) % group
+    if pad:  # padding with 0: factors of 1
+        y = F.pad(y, (0, pad))
+    factors = y.to(torch.float64, copy=True).add_(1.0)  # 1 + x, in a new tensor: x is left alone
+    total = factors.view(*y.shape[:-1], -1, group).prod(dim=-1).log_().sum(dim=-1)
+    if not bool(torch.isfinite(total).all()):
+        return x.to(torch.float64).log1p().sum(dim=(-2, -1))
+    return total
+
+
 def _fast_dtype(device: torch.device) -> torch.dtype:
     """float32 on CPU (OpenCV filters in IEEE single precision), float64 elsewhere: float32 GEMMs on CUDA
     may run in TF32 (10-bit mantissa), far too coarse for the metrics."""
@@ -426,7 +447,7 @@ class _VIF(_Metric):
             mu = stats[:2]
             var = torch.addcmul(stats[2:], mu, mu, value=-1).clamp_(min=0.0)
             var.masked_fill_(var < self.EPS, 0.0)
-            den += torch.log1p(var / self.SIGMA_N2).sum(dim=(-2, -1))
+            den += _sum_log1p(var / self.SIGMA_N2)
             var_eps = var + self.EPS
             weight = var / var_eps.square()
             if s == 0:  # centred, in the fast dtype: the fused image's scale-1 statistics are of centred values
@@ -449,7 +470,7 @@ class _VIF(_Metric):
             cov.masked_fill_(flat, 0.0)
         cov_sq = cov.square_()
         sv_n = torch.addcdiv(var2.add_(self.SIGMA_N2), cov_sq, var1_eps, value=-1).clamp_(min=self.SIGMA_N2 + self.EPS)
-        return _total(cov_sq.mul_(weight).div_(sv_n).log1p_())
+        return _sum_log1p(cov_sq.mul_(weight).div_(sv_n))
 
     @staticmethod
     def _flat(f: torch.Tensor, size: int) -> torch.Tensor | None:
@@ -506,7 +527,7 @@ class _Qabf(_Metric):
         else:
             strength = torch.mul(gx, gx).addcmul_(gy, gy).sqrt_()
         angle = torch.div(gy, gx).atan_()
-        angle[gx == 0] = math.pi / 2
+        angle.masked_fill_(gx == 0, math.pi / 2)
         return strength, angle
 
     def __init__(self, src):
@@ -585,7 +606,14 @@ class _MSSSIM(_Metric):
 
     @staticmethod
     def _pool(x):
-        return F.avg_pool2d(x, kernel_size=2, padding=[x.shape[-2] % 2, x.shape[-1] % 2])
+        """``F.avg_pool2d(x, 2, padding=[H % 2, W % 2])`` (pytorch_msssim's pooling: an odd side gets a zero
+        row or column in front, count_include_pad) of an N x H x W tensor, as four strided slices: several
+        times faster than avg_pool2d on the CPU, and equal to it (every pooled value here is a multiple of
+        4**-4 below 256, exact in float32 whatever the order of the sums)."""
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (w % 2, w % 2, h % 2, h % 2))
+        return (x[..., 0:-1:2, 0:-1:2] + x[..., 1::2, 0:-1:2]).add_(x[..., 0:-1:2, 1::2]).add_(x[..., 1::2, 1::2]).mul_(0.25)
 
     def __init__(self, src):
         super().__init__(src)

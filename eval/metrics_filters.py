@@ -152,14 +152,19 @@ def filter2d_same(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
 def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     """Sums over every size x size window that lies inside the image ('valid'), for the last two axes.
 
-    Returns the input's dtype (int32 or float64); exact for integer images whose window sums fit that
-    dtype: OpenCV's unnormalised box filter (running sums) on CPU, float64 banded GEMMs elsewhere.
+    Returns the input's dtype (int32, float32 or float64); exact for integer-valued images whose window sums
+    (and every partial sum) stay below 2**24 in float32 or fit the integer type. On CPU: OpenCV's separable
+    filter with a window of ones for float input (about 1.7x faster than its box filter there, and exact
+    under that bound), OpenCV's unnormalised box filter (running sums) for integers; float64 banded GEMMs
+    elsewhere.
     """
     if x.device.type != "cpu":
         return filter2d_valid(x.to(torch.float64), (1.0,) * size).round_().to(x.dtype)
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"{w}x{h} image is smaller than the {size}x{size} window")
+    if x.is_floating_point():
+        return _filter2d_opencv(x, (1.0,) * size, 1)
     src = x.detach().reshape(-1, h, w).numpy()
     out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
     dst = out.numpy()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusedet import runtime
 from fusedet.datasets import PairFolder, list_images
 from fusedet.datasets.atomic import write_text_atomic
 from fusedet.datasets.headers import image_size, pair_size
@@ -363,6 +364,9 @@ def score_plan(
 
     # the largest pairs first, so that no big pair is left running alone at the end
     todo.sort(key=lambda stem: -math.prod(image_size(plan.pairs.ir_files[stem])))
+    if dev.type == "cpu" and todo:
+        # every pair allocates the same few dozen full-size maps: reused, they are not page-faulted in afresh
+        runtime.keep_freed_memory()
     with _threads_per_op(max(1, _cores() // workers) if dev.type == "cpu" else None):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
             pending: dict[Future, str] = {}

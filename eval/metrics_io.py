@@ -1,8 +1,9 @@
 """Reading image files for the fusion metrics: one decode per file, shared by every convention.
 
 The metrics read files the way their reference code did (``cv2.imread`` for cddfuse, MATLAB ``imread`` for
-vifb): as 8-bit levels. :func:`read_levels` decodes a file once into those levels (H x W, or H x W x 3 RGB)
-and notes how flat it is; :func:`cddfuse_gray` and :func:`vifb_array` then give each convention its view.
+vifb): as 8-bit levels. :func:`read_levels` decodes a file once into those levels (H x W, or H x W x 3 RGB for
+colour; a file of three equal channels, a gray picture stored as RGB, gives H x W) and notes how flat it is;
+:func:`cddfuse_gray` and :func:`vifb_array` then give each convention its view.
 
 - 8-bit files: their levels, exactly. 16-bit files: ``rint(v / 65535 * 255)`` in float32 (the reference's
   OpenCV read truncates 16-bit PNGs to ``v >> 8``; the two differ by at most one level). Float files
@@ -32,7 +33,7 @@ FLAT_SPAN = 1.0 / 16.0  # warn when (max - min) is under this fraction of the fi
 
 @dataclass(frozen=True)
 class LevelImage:
-    """A decoded image file: `levels` uint8 H x W or H x W x 3 (RGB, three equal channels kept),
+    """A decoded image file: `levels` uint8 H x W (gray, or three equal channels) or H x W x 3 (RGB colour),
     `bits` the stored depth (8, 16, or 32 for float), `span` (max - min) / full range of the stored type."""
 
     path: Path
@@ -61,7 +62,11 @@ def read_levels(path: str | os.PathLike) -> LevelImage:
         if channels in (1, 2):
             image = np.ascontiguousarray(image[:, :, 0])
         elif channels in (3, 4):
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB)
+            planes = cv2.split(image)
+            if _equal(planes[0], planes[1]) and _equal(planes[1], planes[2]):
+                image = planes[0]  # a gray picture stored as RGB: one channel, as every view reads it
+            else:
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB)
         else:
             raise InputError(f"{path}: unsupported number of channels ({channels})")
     if image.dtype in (np.uint8, np.uint16):
@@ -79,6 +84,11 @@ def read_levels(path: str | os.PathLike) -> LevelImage:
     raise InputError(f"{path}: unsupported pixel type {image.dtype} (8-bit, 16-bit or float images only)")
 
 
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two planes of the same shape and type hold the same values."""
+    return cv2.countNonZero(cv2.absdiff(a, b).reshape(a.shape[0], -1)) == 0
+
+
 def nearly_flat(image: LevelImage) -> bool:
     """True when the file's span (max - min) is under 1/16 of its full range (see the module docstring)."""
     return image.span < FLAT_SPAN
@@ -90,9 +100,7 @@ def gray_channel(levels: np.ndarray) -> np.ndarray | None:
     if levels.ndim == 2:
         return levels
     r, g, b = cv2.split(levels)
-    if cv2.countNonZero(cv2.absdiff(r, g)) == 0 and cv2.countNonZero(cv2.absdiff(g, b)) == 0:
-        return r
-    return None
+    return r if _equal(r, g) and _equal(g, b) else None
 
 
 def is_gray(levels: np.ndarray) -> bool:

@@ -18,8 +18,8 @@ changes and puts it back when it ends, so a Python caller's process is left as i
 - **torch's CPU thread count** (``set_torch_threads``): ``OMP_NUM_THREADS`` when you set it, else
   every usable core (fusedet.threads.torch_threads); restored at the end. Both only when the session
   is the first to import torch: a caller that has imported torch keeps its own settings.
-- **glibc malloc** (``keep_freed_memory``): asked for by the DMNet fuser on CPU; reset to glibc's
-  default thresholds at the end.
+- **glibc malloc** (``keep_freed_memory``): asked for by the DMNet fuser and the fusion metrics
+  (score_folders) on CPU; reset to glibc's default thresholds at the end.
 - **the processes of a torchrun launch** (fusedet.distributed.current): the connection to the
   launch's key-value store, opened on first use and closed at the end (torch's default process
   group is never initialised).
@@ -181,7 +181,8 @@ def keep_freed_memory() -> bool:
     off for large blocks and heap trimming only above 2 GB, freed blocks are reused and the faults are
     gone from the second pass on (``bench/fuse_speed.py --malloc`` compares both). The cost: the
     process keeps its peak heap while the session lasts. Used by the DMNet fuser for small models on
-    CPU (fusedet.dmnet_fuser.small_model). At the session's end malloc gets glibc's default thresholds
+    CPU (fusedet.dmnet_fuser.small_model) and by the fusion metrics on CPU, whose every pair allocates
+    the same few dozen image-sized maps (fusedet.eval.metrics_folders.score_plan). At the session's end malloc gets glibc's default thresholds
     back (mallopt(3)). Set FUSEDET_KEEP_FREED_MEMORY=0 to leave malloc alone.
 
     Returns whether the setting is in force (False outside a session, off Linux/glibc, or when disabled).

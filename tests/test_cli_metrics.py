@@ -284,13 +284,17 @@ def test_nearly_flat_16bit_inputs_are_named_in_a_note(tno):
     assert result.exit_code == 0 and "nearly flat" in result.output
 
 
-def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno):
+def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno, monkeypatch):
     import fusedet
+    from fusedet import runtime
 
     root, golden = tno
     assert fusedet.score_folders is score_folders
+    asked = []  # on the CPU the run asks the session to keep freed memory for reuse (the maps of every pair)
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: asked.append(True) or False)
     events = RecordingEvents()
-    run = fusedet.score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="VIF", events=events, workers=2)
+    run = fusedet.score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="VIF", events=events, workers=2, device="cpu")
+    assert asked == [True]
     assert events.calls[0] == ("start", "scoring pairs", 3) and events.calls[-1][0] == "finish"
     assert events.done("scoring pairs") == 3 and run.pairs == 3 and run.resumed == 0 and run.paths == []
     assert run.result.convention == "cddfuse" and run.differences is None

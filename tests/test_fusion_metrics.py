@@ -292,10 +292,44 @@ def test_box_sums_are_exact_integers_and_sobel_is_scipy_same():
     got = mf.box_sums_valid(torch.from_numpy(x), 7)
     assert got.dtype == torch.int32
     np.testing.assert_array_equal(got.numpy(), expected)
+    # float32 (SSIM's centred maps): (x - 128)^2 and products up to 2**14, window sums below 2**24: exact
+    centred = np.random.default_rng(3).integers(-16384, 16385, (2, 50, 61)).astype(np.float32)
+    got = mf.box_sums_valid(torch.from_numpy(centred), 7)
+    assert got.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), np.stack([convolve2d(m.astype(np.int64), np.ones((7, 7), np.int64), "valid") for m in centred]))
     img = torch.from_numpy(_scene(40, 50, 0))
     gx, gy = mf.sobel_same(img)
     np.testing.assert_array_equal(gx.numpy(), convolve2d(img.numpy(), [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "same"))
     np.testing.assert_array_equal(gy.numpy(), convolve2d(img.numpy(), [[1, 2, 1], [0, 0, 0], [-1, -2, -1]], "same"))
+
+
+def test_sum_log1p_equals_the_sum_of_log1p_and_leaves_its_input_alone():
+    rng = np.random.default_rng(4)
+    for shape in ((2, 1, 50, 61), (3, 16, 16), (2, 1, 7, 9)):  # with and without padding to groups of 16
+        for dtype in (torch.float32, torch.float64):
+            x = torch.from_numpy(rng.exponential(3.0, shape)).to(dtype)
+            x.view(-1)[:5] = torch.tensor([0.0, 1e-12, 1e-6, 8192.0, 0.5], dtype=dtype)
+            before = x.clone()
+            got = fm._sum_log1p(x)
+            expected = np.log1p(x.double().numpy()).sum(axis=(-2, -1))
+            assert got.dtype == torch.float64 and torch.equal(x, before)
+            np.testing.assert_allclose(got.numpy(), expected, rtol=1e-14)
+    huge = torch.full((2, 4, 4), 1e30, dtype=torch.float64)  # products of 16 overflow: log1p per value
+    np.testing.assert_allclose(fm._sum_log1p(huge).numpy(), np.log1p(huge.numpy()).sum(axis=(-2, -1)), rtol=1e-15)
+
+
+def test_msssim_pooling_is_avg_pool2d_with_padding_of_odd_sides():
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(5)
+    for h, w in ((64, 80), (63, 81), (64, 81), (63, 80), (5, 7)):
+        x = torch.from_numpy(rng.integers(0, 256, (2, h, w)).astype(np.float32))
+        for _ in range(4):  # levels 1..4 of MS-SSIM: every value a multiple of 4**-4, exact
+            expected = F.avg_pool2d(x, kernel_size=2, padding=[x.shape[-2] % 2, x.shape[-1] % 2])
+            x = fm._MSSSIM._pool(x)
+            assert torch.equal(x, expected), (h, w)
+            if min(x.shape[-2:]) < 2:
+                break
 
 
 def test_gemm_backend_gives_the_same_metrics(monkeypatch, triplet):
