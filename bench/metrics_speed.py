@@ -17,10 +17,16 @@ measured in its own process. In the same run, side by side, the reference scorer
 pytorch_msssim's MS-SSIM, as golden_fused/README.md describes) scores a sample of the same triplets
 (every pair once, the methods in turn; --reference-triplets 175 for all), reading included and imports
 left out. Prints both and the speed-up; the goal is >= 100x. Without --reference-repo the stored
-reference time is used and the line says so.
+reference time is used and the line says so. The reference needs scikit-learn, scikit-image and
+pytorch_msssim in this interpreter: install them into its environment, not through PYTHONPATH, which the
+timed `fusedet metrics` runs inherit (they would then load that path's numpy, OpenCV and torch).
 
 ``--convention vifb``: the same end-to-end measure with ``--convention vifb`` (all 13 VIFB metrics), the
 values checked against golden_vifb; the goal is <= 0.2 s per triplet on 2 cores.
+
+``--baseline DIR`` (with --end-to-end) also runs the command from another fusedet checkout (its code first on
+PYTHONPATH), alternating with this one run by run, and prints the ratio of the two per repeat, imports
+subtracted: how much a change gained, measured side by side.
 
 Run on a quiet machine or read the ratio: both sides slow down together on a busy one.
 """
@@ -123,8 +129,10 @@ def import_seconds(repeats: int = 3) -> float:
     return statistics.median(with_imports) - statistics.median(bare)
 
 
-def time_cli(data: Path, methods: dict[str, Path], convention: str, workers: int | None, out: Path) -> tuple[float, dict]:
-    """Wall seconds of one `fusedet metrics` run (console script) and its metrics.json."""
+def time_cli(data: Path, methods: dict[str, Path], convention: str, workers: int | None, out: Path,
+             checkout: Path | None = None) -> tuple[float, dict]:
+    """Wall seconds of one `fusedet metrics` run (console script) and its metrics.json; with `checkout`,
+    the code of that fusedet checkout (first on PYTHONPATH) instead of the installed one."""
     exe = shutil.which("fusedet") or str(Path(sys.executable).with_name("fusedet"))
     cmd = [exe, "metrics", "--ir", str(data / "tno" / "ir"), "--vis", str(data / "tno" / "vi"), "--convention", convention, "--out", str(out)]
     for name, folder in methods.items():
@@ -132,7 +140,10 @@ def time_cli(data: Path, methods: dict[str, Path], convention: str, workers: int
     if workers:
         cmd += ["--workers", str(workers)]
     shutil.rmtree(out, ignore_errors=True)
-    seconds = _wall(cmd)
+    env = None
+    if checkout is not None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(checkout)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    seconds = _wall(cmd, env)
     doc = json.loads((out / "metrics.json").read_text())
     return seconds, {name: d["per_image"] for name, d in doc.items()}
 
@@ -191,17 +202,24 @@ def end_to_end(args, data: Path) -> None:
     convention = args.convention
     triplets = 25 * len(methods)
     imports = import_seconds()
+    baseline = Path(args.baseline).resolve() if args.baseline else None
     with tempfile.TemporaryDirectory() as tmp:
-        runs = []
+        runs, baseline_runs = [], []
         for _ in range(args.repeats):
             seconds, per_image = time_cli(data, methods, convention, args.workers, Path(tmp) / "out")
             runs.append(seconds)
+            if baseline is not None:  # alternating with this checkout, so that both see the same machine
+                baseline_runs.append(time_cli(data, methods, convention, args.workers, Path(tmp) / "base", baseline)[0])
         golden = _golden_vifb(data) if convention == "vifb" else _golden_cddfuse(data)
         worst, checked = _worst_error(per_image, golden)
     ours = (min(runs) - imports) / triplets
     print(f"fusedet metrics --convention {convention}: {triplets} triplets, wall {min(runs):.2f} s (best of {len(runs)}: "
           f"{', '.join(f'{r:.2f}' for r in runs)}), imports {imports:.2f} s -> {ours * 1e3:.1f} ms per triplet; "
           f"{checked} values against the golden ones, worst rel. err {worst:.1e}")
+    if baseline is not None:
+        ratios = [(a - imports) / (b - imports) for a, b in zip(runs, baseline_runs, strict=True)]
+        print(f"baseline {baseline}: wall {', '.join(f'{r:.2f}' for r in baseline_runs)} s; this checkout / baseline "
+              f"(imports subtracted), per repeat: {', '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}")
     if convention == "vifb":
         verdict = "ok" if ours <= VIFB_TARGET_S and worst <= 1e-3 else "MISSED"
         print(f"goal <= {VIFB_TARGET_S} s per triplet: {ours:.3f} s  {verdict}")
@@ -229,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--end-to-end", action="store_true", help="time the fusedet metrics command against the reference scorer")
     parser.add_argument("--convention", default="cddfuse", choices=("cddfuse", "vifb"), help="vifb: time all 13 VIFB metrics end to end")
     parser.add_argument("--reference-repo", default=os.environ.get("CDDFUSE_REPO"), help="a checkout of MMIF-CDDFuse (or $CDDFUSE_REPO)")
+    parser.add_argument("--baseline", default=None, help="--end-to-end: another fusedet checkout, run alternately with this one")
     parser.add_argument("--reference-triplets", type=int, default=25, help="triplets the reference scores (default 25: each pair once)")
     args = parser.parse_args(argv)
     data = _shared(args.data)
