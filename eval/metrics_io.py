@@ -86,7 +86,7 @@ def read_levels(path: str | os.PathLike) -> LevelImage:
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two planes of the same shape and type hold the same values."""
-    return cv2.countNonZero(cv2.absdiff(a, b).reshape(a.shape[0], -1)) == 0
+    return cv2.countNonZero(cv2.absdiff(a, b)) == 0
 
 
 def nearly_flat(image: LevelImage) -> bool:

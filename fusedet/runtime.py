@@ -182,8 +182,9 @@ def keep_freed_memory() -> bool:
     gone from the second pass on (``bench/fuse_speed.py --malloc`` compares both). The cost: the
     process keeps its peak heap while the session lasts. Used by the DMNet fuser for small models on
     CPU (fusedet.dmnet_fuser.small_model) and by the fusion metrics on CPU, whose every pair allocates
-    the same few dozen image-sized maps (fusedet.eval.metrics_folders.score_plan). At the session's end malloc gets glibc's default thresholds
-    back (mallopt(3)). Set FUSEDET_KEEP_FREED_MEMORY=0 to leave malloc alone.
+    the same few dozen image-sized maps (fusedet.eval.metrics_folders.score_plan). At the session's
+    end malloc gets glibc's default thresholds back (mallopt(3)). Set FUSEDET_KEEP_FREED_MEMORY=0 to
+    leave malloc alone.
 
     Returns whether the setting is in force (False outside a session, off Linux/glibc, or when disabled).
     """
