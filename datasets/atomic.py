@@ -8,11 +8,31 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fusedet.errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_folder(folder: str | os.PathLike | None, flag: str = "--out") -> None:
+    """InputError, before any work, unless `folder` is a folder or can be made one (None: nothing to
+    check): it must not be a file, its nearest existing ancestor must be a folder (not a file: a path
+    under a file can never be made), and that folder must be writable. Nothing is created."""
+    if folder is None:
+        return
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {folder} is a file, not a folder")
+    existing = path if path.exists() else next((p for p in path.absolute().parents if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise InputError(f"{flag} {folder}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {folder}: no permission to write in {existing}")
 
 
 @contextlib.contextmanager

@@ -106,14 +106,19 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise DMNetError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (legacy: a pickle)
+        raise DMNetError(f"{path}: not a torch checkpoint file (neither a zip archive nor a pickle)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        first = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0] if lines else type(exc).__name__)
+        text = str(exc)
+        reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        reason = next((ln.strip() for ln in reason.splitlines() if ln.strip()), type(exc).__name__)
         raise DMNetError(
             f"{path}: refused to load: it holds objects other than tensors and plain values "
-            f"(loading it could run code) or is not a torch file ({first})"
+            f"(loading it could run code): {reason}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

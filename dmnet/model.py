@@ -13,8 +13,9 @@ stage": we keep it on the [IR, VIS-Y] image pair. (On the stage-II DM input, a l
 map, L_dm would be minimised by shrinking that map towards zero, which carries no information.)
 
 Latent-feature noise (t in ``latent_timesteps``): ``forward`` draws it from a generator seeded with
-``config.seed`` on the input's device, one draw shared by every image of the batch, so the same
-image gives the same bytes whatever the batch. ``stage2_losses`` draws fresh noise per sample
+``config.seed`` on the input's device, one draw shared by every image of the batch, so an image's
+noise does not depend on the batch it is in (its output then differs across batch sizes only by
+float rounding: convolution libraries pick their algorithm per batch size). ``stage2_losses`` draws fresh noise per sample
 from its ``generator`` argument (or the global RNG), like the t and noise of L_dm.
 
 Sources are processed as one batch of 2B (IR and VIS together) through the shared encoder and

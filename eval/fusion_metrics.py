@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from fusedet.devices import device_for
 from fusedet.errors import InputError
-from fusedet.eval.metric_conventions import CONVENTIONS, get_convention
+from fusedet.eval.metric_conventions import CONVENTIONS, MetricWarning, check_array_type, get_convention, warn_unit_scale
 from fusedet.eval.metrics_filters import (
     box_sums_valid,
     filter2d_valid,
@@ -65,10 +65,6 @@ MSSSIM_MIN_SIDE = 161  # pytorch_msssim: short side > (11 - 1) * 2**4
 MIN_SIDE = dict(_CONVENTION.min_side)  # smallest short side each metric is defined for
 
 Images = torch.Tensor | np.ndarray
-
-
-class MetricWarning(UserWarning):
-    """A metric could not be computed for an image (its value is NaN); the message names the image."""
 
 
 def check_size(width: int, height: int, metrics: Iterable[str], name: str) -> None:
@@ -111,12 +107,13 @@ def to_gray255(image: Images, name: str = "image") -> torch.Tensor:
     Accepts numpy arrays or torch tensors, H x W (gray) or H x W x 3 (RGB, channels last) or H x W x 1,
     on the 0..255 scale. Values are rounded to integers (the 8-bit levels the reference reads); colour is
     converted with OpenCV's float32 BT.601 gray conversion and rounded again, as the reference does.
-    Values outside 0..255 after rounding raise InputError; a float image whose maximum is <= 1 warns
-    (it is probably on the 0..1 scale).
+    Values outside 0..255 after rounding and boolean arrays raise InputError; a float image whose
+    maximum is <= 1 warns (MetricWarning: it is probably on the 0..1 scale).
     """
     is_torch = isinstance(image, torch.Tensor)
     if not is_torch and not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a numpy array or torch tensor, got {type(image).__name__}")
+    check_array_type(image, name)
     if not is_torch and image.dtype == np.uint8 and image.ndim == 2:  # 8-bit levels as they are
         return torch.from_numpy(image.astype(np.float32))
     shape = tuple(image.shape)
@@ -134,8 +131,7 @@ def to_gray255(image: Images, name: str = "image") -> torch.Tensor:
         out = image.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(image))
         out = torch.round(out.to(torch.float32))
     hi = _check_range(out, name)
-    if floating and 0 < hi <= 1.0:
-        warnings.warn(f"{name}: float values all <= 1: the metrics expect the 0..255 scale, not 0..1", MetricWarning, stacklevel=3)
+    warn_unit_scale(floating, hi, name)
     return out.contiguous()
 
 

@@ -19,6 +19,7 @@ files are read and converted, which metric definitions and constants apply, and 
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +45,25 @@ _VIFB_METRICS = (
     "Variance",
 )
 
+
+
+class MetricWarning(UserWarning):
+    """A metric could not be computed for an image (its value is NaN), or an input looks like it is on
+    the wrong scale; the message names the image."""
+
+
+def check_array_type(image, name: str) -> None:
+    """InputError for a boolean array or tensor: a mask is not an image of 8-bit levels (both
+    conventions read levels 0..255; multiply a mask by 255 first)."""
+    if str(getattr(image, "dtype", "")) in ("bool", "torch.bool"):
+        raise InputError(f"{name}: a boolean array; the metrics read 8-bit levels 0..255 (multiply a mask by 255)")
+
+
+def warn_unit_scale(floating: bool, hi: float, name: str) -> None:
+    """A MetricWarning when a float image's maximum is in (0, 1]: it is probably on the 0..1 scale, which
+    every convention reads as nearly black 8-bit levels."""
+    if floating and 0 < hi <= 1.0:
+        warnings.warn(f"{name}: float values all <= 1: the metrics expect the 0..255 scale, not 0..1", MetricWarning, stacklevel=3)
 
 @dataclass(frozen=True)
 class Convention:

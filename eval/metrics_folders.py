@@ -32,7 +32,7 @@ import numpy as np
 
 from fusedet import runtime
 from fusedet.datasets import PairFolder, list_images
-from fusedet.datasets.atomic import write_text_atomic
+from fusedet.datasets.atomic import check_output_folder, write_text_atomic
 from fusedet.datasets.headers import image_size, pair_size
 from fusedet.errors import InputError
 from fusedet.eval.metric_conventions import Convention, parse_conventions, select_metrics
@@ -114,7 +114,14 @@ def plan_folders(
     """
     conventions = parse_conventions(convention)
     metric_names = select_metrics(conventions, metrics)
-    items = list(fused.items()) if isinstance(fused, Mapping) else list(fused)
+    if isinstance(fused, Mapping):
+        items = list(fused.items())
+    elif isinstance(fused, (str, os.PathLike)):
+        raise InputError(f"fused must be {{name: folder}} (or (name, folder) pairs), got the path {str(fused)!r}")
+    else:
+        items = list(fused)
+        if not all(isinstance(item, tuple | list) and len(item) == 2 for item in items):
+            raise InputError(f"fused must be {{name: folder}} (or (name, folder) pairs), got {fused!r}")
     if not items:
         raise InputError("no fused folder given (NAME=DIR)")
     names = [name for name, _ in items]
@@ -343,10 +350,11 @@ def score_plan(
 
     events = as_events(events)
     dev = resolve_device(device)
-    workers = max(1, workers or _default_workers())
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers must be a whole number >= 1 (or None: the default), got {workers!r}")
+    workers = workers or _default_workers()
     out = Path(out) if out is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError(f"out {out}: exists and is not a folder")
+    check_output_folder(out, "out")
     journal = _Journal(out / JOURNAL_NAME, plan) if out is not None else None
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     flat: dict[Path, None] = {}

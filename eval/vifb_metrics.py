@@ -91,7 +91,7 @@ from fusedet.eval.matlab_compat import (
     rgb2gray,
     sobel_replicate,
 )
-from fusedet.eval.metric_conventions import CONVENTIONS
+from fusedet.eval.metric_conventions import CONVENTIONS, check_array_type, warn_unit_scale
 from fusedet.eval.metrics_filters import filter2d_valid, matlab_gaussian_taps, sobel_same
 
 _CONVENTION = CONVENTIONS["vifb"]
@@ -120,14 +120,17 @@ def vifb_levels(image: Images, name: str = "image") -> torch.Tensor:
 
     Accepts numpy arrays or torch tensors, H x W, H x W x 1 or H x W x 3 (RGB, channels last), on the 0..255
     scale; values are rounded to integer levels. Three equal channels become one (a gray picture stored
-    as RGB). Values outside 0..255 or NaN raise InputError naming `name`.
+    as RGB). Values outside 0..255, NaN or a boolean array raise InputError naming `name`; a float image
+    whose maximum is <= 1 warns (MetricWarning: it is probably on the 0..1 scale).
     """
     is_torch = isinstance(image, torch.Tensor)
     if not is_torch and not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a numpy array or torch tensor, got {type(image).__name__}")
+    check_array_type(image, name)
     if not is_torch and image.dtype == np.uint8 and image.ndim == 2:  # 8-bit gray levels as they are
         return torch.from_numpy(image).to(torch.float64).unsqueeze(0)
     x = image.detach() if is_torch else torch.from_numpy(np.ascontiguousarray(image))
+    floating = x.is_floating_point()
     if x.ndim == 3 and x.shape[2] == 1:
         x = x[..., 0]
     if x.ndim == 2:
@@ -142,6 +145,7 @@ def vifb_levels(image: Images, name: str = "image") -> torch.Tensor:
         raise InputError(f"{name}: holds NaN values")
     if lo < 0 or hi > 255:
         raise InputError(f"{name}: values span {lo:g}..{hi:g}; VIFB's metrics expect 8-bit levels 0..255")
+    warn_unit_scale(floating, hi, name)
     if x.shape[0] == 3 and bool((x[0] == x[1]).all()) and bool((x[1] == x[2]).all()):
         x = x[:1]
     return x.contiguous()

@@ -213,11 +213,13 @@ class Detector:
         self.device = str(resolve_device(device))
         try:
             self.model = YOLO(str(self.weights), task="detect")
+            task, names = self.model.task, self.model.names  # ultralytics may load the file only here
         except Exception as exc:
-            raise InputError(f"{self.weights}: not a loadable ultralytics detection model ({type(exc).__name__}: {exc})") from None
-        if self.model.task != "detect":
-            raise InputError(f"{self.weights}: a {self.model.task} model, not a detection model")
-        self.names: dict[int, str] = {int(k): str(v) for k, v in self.model.names.items()}
+            reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+            raise InputError(f"{self.weights}: not a loadable ultralytics detection model ({type(exc).__name__}: {reason})") from None
+        if task != "detect":
+            raise InputError(f"{self.weights}: a {task} model, not a detection model")
+        self.names: dict[int, str] = {int(k): str(v) for k, v in names.items()}
         self.imgsz = int(settings.imgsz) if settings.imgsz else trained_imgsz(self.model)
         self.conf, self.iou, self.max_det = float(settings.conf), float(settings.iou), int(settings.max_det)
         self.batch = int(settings.batch)

@@ -62,6 +62,7 @@ class DMNetFuser(Fuser):
     that is not a readable DMNet checkpoint."""
 
     name = "dmnet"
+    min_side = 2  # dmnet.model: H, W >= 2
 
     def __init__(
         self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32"

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fusedet import distributed, runtime
-from fusedet.datasets.atomic import write_text_atomic
+from fusedet.datasets.atomic import check_output_folder, write_text_atomic
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_report import REPORT_FILES, DetectionReport, ReportContext, build_report
@@ -134,9 +134,8 @@ class Evaluation:
         if not self.records:
             counts = {s: len(self.dataset.split(s)) for s in ("train", "val", "test")}
             raise InputError(f"split {self.settings.split!r} of dataset {self.dataset.name!r} has no pairs (pairs per split: {counts})")
-        for flag, folder in (("--out", self.out), ("--cache-dir", self.settings.cache_dir)):
-            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-                raise InputError(f"{flag} {folder} is a file, not a folder")
+        check_output_folder(self.out, "--out")
+        check_output_folder(self.settings.cache_dir, "--cache-dir")
         pairs = hashlib.sha256(json.dumps([[r.stem for r in self.records], self.classes]).encode()).hexdigest()
         with runtime.session():
             self.world.agree(pairs, f"the pairs of split {self.settings.split!r} and the classes")

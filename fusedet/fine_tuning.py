@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusedet import distributed, runtime
-from fusedet.datasets.atomic import write_text_atomic
+from fusedet.datasets.atomic import check_output_folder, write_text_atomic
 from fusedet.datasets.records import DetectionDataset
 from fusedet.datasets.value_range import RangeLog
 from fusedet.detection_report import DetectionReport
@@ -86,9 +86,8 @@ def check_finetune(
     """Everything `finetune` needs, checked before any long work (module docstring, step 1); returns
     the plan of every training folder, by training seed (nothing is written). Raises InputError naming
     the problem."""
-    for flag, folder in (("--out", out), ("--cache-dir", run.cache_dir)):
-        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-            raise InputError(f"{flag} {folder} is a file, not a folder")
+    check_output_folder(out, "--out")
+    check_output_folder(run.cache_dir, "--cache-dir")
     if not dataset.split("train"):
         raise InputError(f"dataset {dataset.name!r} has no train pairs to fine-tune on (split: {dataset.describe_split('train')})")
     if not dataset.split(run.split):

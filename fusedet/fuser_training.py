@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fusedet import runtime
-from fusedet.errors import InputError
+from fusedet.datasets.atomic import check_output_folder
 from fusedet.events import Events, NullEvents, as_events
 from fusedet.settings import FuserModelSettings
 
@@ -96,8 +96,7 @@ def train_fuser(
     main_rank = int(os.environ.get("RANK", "0")) == 0
     events = as_events(events) if main_rank else NullEvents()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder")
+    check_output_folder(out, "--out")
     overrides = {"seed": train.seed, **model.overrides}
     torch.manual_seed(train.seed)  # the initial weights
     network = DMNet.from_preset(model.preset, ablation=model.ablation, **overrides)

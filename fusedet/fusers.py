@@ -34,6 +34,7 @@ class Fuser(ABC):
 
     name: str = "fuser"
     device: torch.device = torch.device("cpu")
+    min_side: int = 1  # the smallest height and width the fuser accepts, in pixels
 
     @abstractmethod
     def fuse(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:

@@ -101,6 +101,35 @@ def test_existing_outputs_are_skipped_unless_forced(pairs, weights, tmp_path):
     assert cv2.imread(str(out / "a.png")) is not None
 
 
+def test_rerun_with_another_fuser_or_range_is_refused_not_mixed(pairs, tmp_path):
+    ir, vis = pairs
+    out = tmp_path / "out"
+    assert _fuse(ir, vis, out, "--fuser", "max").exit_code == 0
+    first = (out / "a.png").read_bytes()
+    for extra in (("--fuser", "mean"), ("--fuser", "max", "--ir-range", "minmax")):
+        res = _fuse(ir, vis, out, *extra)
+        assert res.exit_code == 2 and "fused with other settings" in _text(res) and "--force" in _text(res), _text(res)
+        assert (out / "a.png").read_bytes() == first  # nothing mixed in
+    res = _fuse(ir, vis, out, "--fuser", "max")
+    assert res.exit_code == 0 and "all 4 pairs already fused" in _text(res)
+    res = _fuse(ir, vis, out, "--fuser", "mean", "--force")
+    assert res.exit_code == 0 and "fused 4 pairs" in _text(res) and (out / "a.png").read_bytes() != first
+    assert _fuse(ir, vis, out, "--fuser", "mean").exit_code == 0  # the record now says mean
+
+
+def test_outputs_that_cannot_be_written_and_too_small_images_fail_before_any_work(pairs, tmp_path):
+    ir, vis = pairs
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    res = _fuse(ir, vis, blocker / "sub", "--fuser", "max")
+    assert res.exit_code == 2 and "is a file, so no folder can be made under it" in _text(res)
+    cv2.imwrite(str(ir / "tiny.png"), np.zeros((1, 5), np.uint8))
+    cv2.imwrite(str(vis / "tiny.png"), np.zeros((1, 5), np.uint8))
+    res = _fuse(ir, vis, tmp_path / "o")
+    assert res.exit_code == 2 and "tiny.png: 5x1 is too small for the dmnet fuser" in _text(res)
+    assert not (tmp_path / "o").exists()
+
+
 def test_other_fusers(pairs, tmp_path):
     ir, vis = pairs
     assert _fuse(ir, vis, tmp_path / "max", "--fuser", "max").exit_code == 0

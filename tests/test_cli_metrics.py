@@ -271,6 +271,22 @@ def test_metric_names_of_either_convention_and_bad_conventions(tno):
     _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--convention", "cddfuse,vifb", "--metrics", "Qcb"), "none of the metrics", "cddfuse")
 
 
+def test_output_folder_and_call_arguments_are_checked_before_scoring(tno):
+    root, _ = tno
+    blocker = root / "afile"
+    blocker.write_text("x")
+    _error(_run(*_base(root), "--fused", f"max={root / 'max'}", "--out", blocker / "sub"), "is a file, so no folder can be made under it")
+    pairs = (root / "ir", root / "vi")
+    with pytest.raises(InputError, match="is a file, so no folder"):
+        score_folders(pairs, {"max": root / "max"}, out=blocker / "sub")
+    with pytest.raises(InputError, match="fused must be"):
+        score_folders(pairs, root / "max")
+    with pytest.raises(InputError, match="fused must be"):
+        score_folders(pairs, [str(root / "max")])
+    with pytest.raises(InputError, match="workers must be"):
+        score_folders(pairs, {"max": root / "max"}, workers=0)
+
+
 def test_nearly_flat_16bit_inputs_are_named_in_a_note(tno):
     root, _ = tno
     ir = cv2.imread(str(root / "ir" / "07.png"), cv2.IMREAD_GRAYSCALE).astype(np.uint16)

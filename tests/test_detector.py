@@ -77,6 +77,10 @@ def test_not_a_checkpoint_is_an_input_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="bad.pt"):
         Detector(bad, "cpu")
+    plain = tmp_path / "weights"  # no suffix: ultralytics loads it only when asked for the task or names
+    plain.write_text("x")
+    with pytest.raises(InputError, match=r"weights: not a loadable ultralytics detection model \(TypeError: .* not a supported model format\)$"):
+        Detector(plain, "cpu")
 
 
 def test_to_bgr_uint8():

@@ -226,7 +226,7 @@ def test_torchrun_fuse_shares_the_pairs_and_resumes(tmp_path):
     two = _torchrun(CLI, "fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "two", "--fuser", "max", "--batch", "2", env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     assert len(re.findall(r"fused 6 pairs with max into \S+ \(1 already there, skipped\)", " ".join(two.stdout.split()))) == 1  # rank 0
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [f"p{i}.png" for i in range(7)]
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.png")) == [f"p{i}.png" for i in range(7)]
     for i in range(7):
         assert (tmp_path / "two" / f"p{i}.png").read_bytes() == (tmp_path / "one" / f"p{i}.png").read_bytes()
 

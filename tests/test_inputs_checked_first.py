@@ -71,7 +71,7 @@ def test_fuse_and_metrics_with_relative_paths(workdir):
     result = runner.invoke(app, ["fuse", "--ir", "data/Ir", "--vis", "data/Vis", "--out", "fused", "--fuser", "mean",
                                  "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (workdir / "fused").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert sorted(p.name for p in (workdir / "fused").glob("*.png")) == ["00000.png", "00001.png", "00002.png"]
     result = runner.invoke(app, ["metrics", "--ir", "data/Ir", "--vis", "data/Vis", "--fused", "mean=fused", "--metrics", "EN,SD",
                                  "--out", "scores", "--device", "cpu"])
     assert result.exit_code == 0, result.output

@@ -234,3 +234,17 @@ def test_bad_inputs_raise_clear_errors():
         compute_metrics(ir, vi, f, metrics="CC", convention="vifb")
     with pytest.raises(InputError, match="unknown metric convention 'vifbb'.*did you mean 'vifb'"):
         compute_metrics(ir, vi, f, convention="vifbb")
+
+
+@pytest.mark.parametrize("convention", ["cddfuse", "vifb"])
+def test_both_conventions_warn_on_the_unit_scale_and_refuse_masks(convention):
+    from fusedet.eval.fusion_metrics import MetricWarning
+
+    ir, vi, f = _triplet(colour=False)
+    with pytest.warns(MetricWarning, match=r"fused #1\): float values all <= 1"):
+        compute_metrics(ir, vi, f.astype(np.float64) / 255.0, metrics="SF" if convention == "cddfuse" else "Spatial_frequency", convention=convention)
+    metric = "EN" if convention == "cddfuse" else "Entropy"
+    with pytest.raises(InputError, match=r"fused #1\): a boolean array"):
+        compute_metrics(ir, vi, f > 128, metrics=metric, convention=convention)
+    with pytest.raises(InputError, match=r"a boolean array"):
+        compute_metrics(ir, vi, torch.from_numpy(f > 128), metrics=metric, convention=convention)

@@ -16,6 +16,7 @@ import typer
 from fusedet.cli import render
 from fusedet.cli.app import app
 from fusedet.cli.common import FusedetCommand, RichEvents, command, console, examples, make_progress
+from fusedet.datasets.atomic import check_output_folder
 from fusedet.errors import InputError
 
 
@@ -89,8 +90,7 @@ def metrics(
     specs = parse_fused_specs(fused)
     conventions = parse_conventions(convention)
     select_metrics(conventions, metric_names)  # name errors before anything loads
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    check_output_folder(out, "--out")
 
     from fusedet.eval.metrics_folders import metrics_title, score_folders
 
