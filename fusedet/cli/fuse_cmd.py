@@ -2,7 +2,8 @@
 
 Parse, call (``fusedet.fuse_folder``), print. A colour visible image gives an RGB PNG, a gray one (one
 channel, or three equal channels as in TNO) a one-channel PNG; existing outputs are skipped unless
---force, so an interrupted run resumes where it stopped.
+--force, so an interrupted run resumes where it stopped (a rerun with another fuser or value range is
+refused rather than mixing fusions in one folder).
 """
 
 from __future__ import annotations
