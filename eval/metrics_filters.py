@@ -114,16 +114,24 @@ def filter2d_valid(x: torch.Tensor, taps: tuple[float, ...], stride: int = 1) ->
     return correlate_rows(correlate_last(x, taps, stride), taps, stride)
 
 
-def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> torch.Tensor:
-    k, (h, w) = len(taps), x.shape[-2:]
-    if h < k or w < k:
-        raise ValueError(f"{w}x{h} image is smaller than the {k}x{k} window")
+def _sep_filter_same_opencv(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
+    """OpenCV's separable filter of every H x W plane of a CPU tensor with outer(taps, taps), zero border:
+    N x H x W (N the product of the leading axes), the input's dtype."""
+    h, w = x.shape[-2:]
     kernel = np.asarray(taps, dtype=np.float64)
     src = x.detach().reshape(-1, h, w).numpy()
     out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
     dst = out.numpy()
     for i in range(src.shape[0]):
         cv2.sepFilter2D(np.ascontiguousarray(src[i]), -1, kernel, kernel, dst=dst[i], borderType=cv2.BORDER_CONSTANT)
+    return out
+
+
+def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> torch.Tensor:
+    k, (h, w) = len(taps), x.shape[-2:]
+    if h < k or w < k:
+        raise ValueError(f"{w}x{h} image is smaller than the {k}x{k} window")
+    out = _sep_filter_same_opencv(x, taps)
     half = k // 2
     valid = out[:, half : h - half, half : w - half][:, ::stride, ::stride]
     return valid.reshape(*x.shape[:-2], *valid.shape[-2:])
@@ -139,14 +147,7 @@ def filter2d_same(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
     half = len(taps) // 2
     if x.device.type != "cpu":
         return filter2d_valid(F.pad(x, (half, half, half, half)), taps)
-    h, w = x.shape[-2:]
-    kernel = np.asarray(taps, dtype=np.float64)
-    src = x.detach().reshape(-1, h, w).numpy()
-    out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
-    dst = out.numpy()
-    for i in range(src.shape[0]):
-        cv2.sepFilter2D(np.ascontiguousarray(src[i]), -1, kernel, kernel, dst=dst[i], borderType=cv2.BORDER_CONSTANT)
-    return out.reshape(x.shape)
+    return _sep_filter_same_opencv(x, taps).reshape(x.shape)
 
 
 def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
