@@ -37,6 +37,7 @@ module (U-Net + latent fusion), CSAB, decoder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -68,9 +69,12 @@ def measure(preset: str, device: str, precision: str, threads: int, repeats: int
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DMNet.from_preset(preset).eval().to(device)
+    session = contextlib.ExitStack()  # this child process exits when the measurement is done
     if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small_model(model))):
-        runtime.session().__enter__()  # this child process exits when the measurement is done
-        runtime.keep_freed_memory()
+        # held in a variable: a session left to the garbage collector ends at once, and malloc with it
+        session.enter_context(runtime.session())
+        if not runtime.keep_freed_memory():
+            raise RuntimeError("malloc reuse was asked for but is not in force")
     ir = torch.rand(1, 1, *size, device=device)
     vis = torch.rand(1, 1, *size, device=device)
     cuda = device == "cuda"

@@ -260,25 +260,19 @@ def _total(x: torch.Tensor) -> torch.Tensor:
     return x.sum(dim=(-2, -1)).to(torch.float64)
 
 
-def _sum_log1p(x: torch.Tensor, group: int = 16) -> torch.Tensor:
-    """Sums of log(1 + x) over the last two axes, float64, for finite x >= 0 (float32 or float64).
+def _sum_log1p(x: torch.Tensor) -> torch.Tensor:
+    """Sums of log(1 + x) over the last two axes, float64, for finite x >= 0 (float32 or float64); x is
+    left alone.
 
-    Computed as the sum of log(prod(1 + x)) over groups of `group` values in float64: one logarithm per
-    group instead of one log1p per value, 4-5x faster on the CPU (torch's float32 log1p is not vectorised
-    there, and a float64 log1p per value costs more than the products). Each factor and product is
-    rounded once in float64: about 2e-15 absolute per group, 1e-10 on the sum over a 480x640 map.
-    VIF's terms are below var(F) / sigma_n^2 <= 2**13 (Cauchy-Schwarz), so a product of 16 stays far
-    inside float64's range; a group that overflows anyway (inf) falls back to log1p per value.
+    On the CPU through numpy's log1p in x's own precision (SIMD on x86: 2.2x faster than torch's float32
+    log1p, which is not vectorised there, and 3.4x faster in float64), each map summed in float64: float64
+    input gives the float64 log1p exactly; float32 input is within 1 ulp per value (about 1e-7 relative,
+    2.5e-9 on the sums of VIF's maps). Elsewhere torch's float64 log1p.
     """
-    y = x.flatten(-2)
-    pad = (-y.shape[-1]) % group
-    if pad:  # padding with 0: factors of 1
-        y = F.pad(y, (0, pad))
-    factors = y.to(torch.float64, copy=True).add_(1.0)  # 1 + x, in a new tensor: x is left alone
-    total = factors.view(*y.shape[:-1], -1, group).prod(dim=-1).log_().sum(dim=-1)
-    if not bool(torch.isfinite(total).all()):
+    if x.device.type != "cpu":
         return x.to(torch.float64).log1p().sum(dim=(-2, -1))
-    return total
+    values = x.detach().reshape(*x.shape[:-2], -1).numpy()
+    return torch.from_numpy(np.log1p(values).sum(axis=-1, dtype=np.float64))
 
 
 def _fast_dtype(device: torch.device) -> torch.dtype:
