@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     height, width = (int(v) for v in args.size.lower().split("x"))
-    model = DMNetFuser(args.weights).model
+    model = DMNetFuser(args.weights, precision="fp32").model
     torch.manual_seed(0)
     ir, vis = torch.rand(1, 1, height, width), torch.rand(1, 1, height, width)
     with torch.inference_mode():

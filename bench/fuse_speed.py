@@ -6,6 +6,8 @@
     python bench/fuse_speed.py --end-to-end                             # `fusedet fuse`, 20 MSRS pairs
     python bench/fuse_speed.py --end-to-end --baseline /tmp/old-checkout --reference /tmp/old-fused
 
+Precisions: fp32 and ``mixed`` (the U-Net in bf16, ``DMNet.lower_precision``: what ``fusedet fuse``
+picks on a CPU with AMX) on CPU, fp32 and bf16 autocast on CUDA.
 Each (preset, device, precision) runs in a fresh process, so peak memory is its own: on CPU the peak
 resident set size of that process (ru_maxrss, which includes the ~0.4 GB of the Python + torch
 runtime; "forward" is the growth during the timed passes), on CUDA ``torch.cuda.max_memory_allocated``.
@@ -69,6 +71,8 @@ def measure(preset: str, device: str, precision: str, threads: int, repeats: int
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = DMNet.from_preset(preset).eval().to(device)
+    if precision == "mixed":  # the U-Net in bf16 (what `fusedet fuse` picks on a CPU with AMX)
+        model.lower_precision(torch.bfloat16)
     session = contextlib.ExitStack()  # this child process exits when the measurement is done
     if device == "cpu" and (malloc == "keep" or (malloc == "auto" and small_model(model))):
         # held in a variable: a session left to the garbage collector ends at once, and malloc with it
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = []
     for preset in args.presets.split(","):
         for device in devices:
-            for precision in ("fp32", "bf16") if device == "cuda" else ("fp32",):
+            for precision in ("fp32", "bf16") if device == "cuda" else ("fp32", "mixed"):
                 with ctx.Pool(1) as pool:
                     r = pool.apply(measure, (preset, device, precision, args.threads, args.repeats,
                                              (height, width), args.malloc, args.breakdown))

@@ -13,6 +13,7 @@ from torch import nn
 from dmnet.attention import CSAB
 from dmnet.config import DMNetConfig
 from dmnet.invertible import DIB
+from dmnet.precision import run_in_own_dtype
 from dmnet.transformer import DTB
 
 
@@ -27,7 +28,7 @@ class Encoder(nn.Module):
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """Phi^B = DTB(embed(x)) (equation 1); x is B x 1 x H x W."""
-        return self.dtb(self.embed(x))
+        return run_in_own_dtype(self.dtb, self.dtb, self.embed(x))  # the DTB may be kept in bf16 (dmnet.precision)
 
     def detail(self, base: torch.Tensor) -> torch.Tensor:
         """Phi^D = DIB(Phi^B) (equation 2)."""

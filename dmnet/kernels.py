@@ -3,8 +3,10 @@
 ATen runs a 1x1 convolution with its reference (THNN) kernel when torch uses one thread, and with
 oneDNN when it uses more. With DMNet's 4-32 channels per pixel on channels-last tensors, oneDNN is
 2-8x faster on one thread too, so ``conv1x1`` calls it directly on the "oneDNN route": float32
-CPU tensors outside autocast. Everywhere else (CUDA, bf16, float64, CPU autocast, a torch built
-without oneDNN) it is ``F.conv2d``. Both support autograd.
+and bfloat16 CPU tensors outside autocast, with weights of the input's dtype (bfloat16 where DMNet
+keeps a part in lower precision, ``DMNet.lower_precision``: oneDNN then runs on the CPU's bf16
+units, AMX where there is one, and accumulates in float32). Everywhere else (CUDA, float64, CPU
+autocast, a torch built without oneDNN) it is ``F.conv2d``. Both support autograd.
 
 ``layer_norm_conv1x1`` computes 1x1 convs of a channel LayerNorm. LayerNorm over the 8 channels of a
 channels-last pixel is slow in ATen (rows of 8 values, ~3.5 ns per value on one core); on the oneDNN
@@ -28,18 +30,19 @@ import torch
 import torch.nn.functional as F
 
 _ONEDNN = torch.backends.mkldnn.is_available()
+_ROUTE_DTYPES = (torch.float32, torch.bfloat16)
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None) if _ONEDNN else None
 
 
 def onednn_route(x: torch.Tensor) -> bool:
-    """Whether ``x`` takes the oneDNN route: float32 on CPU, outside autocast."""
-    return (_ONEDNN and not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype == torch.float32
+    """Whether ``x`` takes the oneDNN route: float32 or bfloat16 on CPU, outside autocast."""
+    return (_ONEDNN and not torch.compiler.is_compiling() and x.device.type == "cpu" and x.dtype in _ROUTE_DTYPES
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu"))
 
 
 def conv1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` for a 1 x 1 ``weight`` (stride 1, no padding, one group)."""
-    if onednn_route(x) and weight.dtype == torch.float32:
+    if onednn_route(x) and weight.dtype == x.dtype:
         return torch.mkldnn_convolution(x, weight, bias, (0, 0), (1, 1), (1, 1), 1)
     return F.conv2d(x, weight, bias)
 
@@ -86,7 +89,7 @@ def conv_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, a
     """``act(F.conv2d(x, weight, bias, padding=padding, groups=groups))`` (stride 1), ``act`` one of
     ``ACTIVATIONS`` (leaky ReLU with slope 0.01, nn.LeakyReLU's default)."""
     attr, scalars, algorithm, plain = ACTIVATIONS[act]
-    if fused_route(x) and weight.dtype == torch.float32:
+    if fused_route(x) and weight.dtype == x.dtype:
         return _POINTWISE(x, weight, bias, *_conv_args(padding, groups), attr, scalars, algorithm)
     if padding == 0 and groups == 1 and weight.shape[-2:] == (1, 1):
         return plain(conv1x1(x, weight, bias))
@@ -97,7 +100,7 @@ def conv_mul(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: t
              padding: int = 0, groups: int = 1) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding, groups=groups) * other`` (stride 1; ``other`` of
     the conv output's shape)."""
-    if fused_route(x) and weight.dtype == torch.float32 and other.is_contiguous(memory_format=torch.channels_last) \
+    if fused_route(x) and weight.dtype == x.dtype == other.dtype and other.is_contiguous(memory_format=torch.channels_last) \
             and x.is_contiguous(memory_format=torch.channels_last):
         return _POINTWISE.binary(x, other, weight, bias, *_conv_args(padding, groups), "mul", None, None, [], None)
     return F.conv2d(x, weight, bias, padding=padding, groups=groups) * other
@@ -107,11 +110,40 @@ def mix_channels_add(residual: torch.Tensor, x: torch.Tensor, mix: torch.Tensor)
     """``residual + einsum("bchw,boc->bohw", x, mix)``: image b's channels mixed by its own
     ``mix[b]`` (B x C_out x C_in), plus ``residual`` (B x C_out x H x W)."""
     b = x.shape[0]
-    if onednn_route(x) and not torch.is_grad_enabled() and mix.dtype == torch.float32 \
+    if onednn_route(x) and not torch.is_grad_enabled() and mix.dtype in _ROUTE_DTYPES \
             and residual.is_contiguous(memory_format=torch.channels_last):
         out = torch.empty_like(residual, memory_format=torch.channels_last)
         for i in range(b):  # a batch slice of a channels-last tensor is itself channels-last
-            torch.add(residual[i:i + 1], conv1x1(x[i:i + 1], mix[i, :, :, None, None].contiguous()), out=out[i:i + 1])
+            torch.add(residual[i:i + 1], conv1x1(x[i:i + 1], mix[i, :, :, None, None].to(x.dtype).contiguous()), out=out[i:i + 1])
         return out
     mixed = x.permute(0, 2, 3, 1).flatten(1, 2) @ mix.transpose(1, 2).to(x.dtype)  # B x HW x C_out
     return residual + mixed.unflatten(1, x.shape[-2:]).permute(0, 3, 1, 2)
+
+
+def conv_bias_per_image(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, extra: torch.Tensor,
+                        padding: int = 0) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding) + extra[:, :, None, None]``: a bias of its own for each
+    image of the batch (`extra`: B x C_out, e.g. a time embedding).
+
+    On the oneDNN route in bfloat16, without autograd, each image's convolution takes its bias inside
+    oneDNN (added to the float32 accumulator: one rounding fewer) and the images are concatenated:
+    ATen's broadcast addition in bfloat16 alone takes 3-4x the time of the convolution (3 x 8 x 480 x 640,
+    3x3: 12.0 ms against 3.4 ms for the per-image form, 2 threads). Elsewhere the plain formula.
+    """
+    if onednn_route(x) and x.dtype == torch.bfloat16 == weight.dtype and not torch.is_grad_enabled():
+        base = bias if bias is not None else torch.zeros(weight.shape[0], dtype=x.dtype, device=x.device)
+        args = (padding, padding), (1, 1), (1, 1), 1
+        return torch.cat([torch.mkldnn_convolution(x[i:i + 1], weight, (base + extra[i]).to(x.dtype), *args)
+                          for i in range(x.shape[0])])
+    return F.conv2d(x, weight, bias, padding=padding).add_(extra[:, :, None, None])
+
+
+def group_norm(x: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+    """``norm(x)``. ATen's channels-last GroupNorm in bfloat16 is slow with fewer than 4 channels per
+    group (3 x 8 x 480 x 640 in 4 groups: 14.4 ms, against 8.1 ms for casting to float32, normalising
+    and casting back; with 4 or more channels per group it is as fast as float32): on the CPU such a
+    bfloat16 input is normalised in float32 (the statistics are float32 either way)."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.shape[1] // norm.num_groups < 4:
+        weight, bias = (p.float() if p is not None else None for p in (norm.weight, norm.bias))
+        return F.group_norm(x.float(), norm.num_groups, weight, bias, norm.eps).to(x.dtype)
+    return norm(x)

@@ -30,6 +30,7 @@ from torch import nn
 from dmnet.config import DMNetConfig
 from dmnet.diffusion import NoiseSchedule, noise_prediction_loss
 from dmnet.kernels import conv1x1
+from dmnet.precision import run_in_own_dtype
 from dmnet.unet import SR3UNet
 
 
@@ -80,7 +81,8 @@ class DiffusionModule(nn.Module):
         noise = noise.expand(n_t, b, *x0.shape[1:]).reshape(n_t * b, *x0.shape[1:])
         t = torch.tensor(self.timesteps, device=x0.device).repeat_interleave(b)
         x_t = self.schedule.q_sample(x0.repeat(n_t, 1, 1, 1), t, noise)
-        return self.unet.decoder_features(x_t, t)
+        # float32 features out, also from a U-Net kept in bf16 (dmnet.precision)
+        return run_in_own_dtype(self.unet, self.unet.decoder_features, x_t, t)
 
     def fuse_features(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Phi^L = conv1x1(concat(upsample(features))) cropped to ``size`` (computed per level)."""

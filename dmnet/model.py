@@ -35,6 +35,7 @@ from dmnet.encoder import Encoder
 from dmnet.errors import DMNetError
 from dmnet.latent import DiffusionModule
 from dmnet.losses import autoencoder_loss, gradient_loss, intensity_loss, to_diffusion_range
+from dmnet.precision import LOW_PRECISION_PARTS
 from dmnet.presets import build_config
 
 
@@ -74,6 +75,16 @@ class DMNet(nn.Module):
     def from_preset(cls, name: str, ablation: str | None = None, **overrides: Any) -> DMNet:
         """Build the ``paper`` or ``lite`` preset, optionally with a Table V row and overrides."""
         return cls(build_config(name, ablation=ablation, **overrides))
+
+    def lower_precision(self, dtype: torch.dtype = torch.bfloat16,
+                        parts: tuple[str, ...] = LOW_PRECISION_PARTS) -> DMNet:
+        """Keep the weights of `parts` (default: the diffusion module's U-Net) in `dtype`, for
+        inference: those parts then compute in `dtype` and hand float32 back to the rest of the model
+        (see dmnet.precision, which says why these parts). In place; returns the model. The float32
+        weights are not kept: build the model again for float32."""
+        for name in parts:
+            self.get_submodule(name).to(dtype)
+        return self
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmnet.kernels import conv1x1
+from dmnet.kernels import conv1x1, conv_bias_per_image, group_norm
 
 
 class TimeEmbedding(nn.Module):
@@ -67,8 +67,9 @@ class ResBlock(nn.Module):
         # and passes, the same gradients (tested)
         (norm1, _), conv1 = self.block1
         (norm2, _), dropout, conv2 = self.block2
-        h = conv1(F.silu(norm1(x), inplace=True)).add_(self.emb(emb)[:, :, None, None])
-        h = conv2(dropout(F.silu(norm2(h), inplace=True)))
+        h = conv_bias_per_image(F.silu(group_norm(x, norm1), inplace=True), conv1.weight, conv1.bias, self.emb(emb),
+                                padding=1)
+        h = conv2(dropout(F.silu(group_norm(h, norm2), inplace=True)))
         skip = self.skip
         return h.add_(conv1x1(x, skip.weight, skip.bias) if isinstance(skip, nn.Conv2d) else x)
 

@@ -11,23 +11,19 @@ Everything that can be checked without decoding pixels is checked by :func:`plan
 starts: folders, stems, partners, missing fused stems, metric names, and image sizes from the file headers
 (equal within a pair, large enough for the metrics asked for). Then each pair is decoded once for every
 method and convention (``fusedet.eval.metrics_io``), its source statistics are computed once per
-convention, and all methods' fused images of that pair are scored together. Pairs run on a few workers
-(the cores shared out among them, largest pairs first), so one pair is decoded while another is scored:
-on the CPU under Linux forked worker processes (see :func:`use_processes`), elsewhere threads. With
-`out`, each finished pair is appended to a journal there and a rerun skips the pairs whose files have not
-changed; the output files are written atomically at the end.
+convention, and all methods' fused images of that pair are scored together. Pairs run on a few worker
+threads (the cores shared out among them, largest pairs first), so one pair is decoded while another is
+scored. With `out`, each finished pair is appended to a journal there and a rerun skips the pairs whose
+files have not changed; the output files are written atomically at the end.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
-import signal
-import sys
 from collections.abc import Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,45 +295,6 @@ def _threads_per_op(n: int | None):
         cv2.setNumThreads(before[1])
 
 
-def use_processes(workers: int, device) -> bool:
-    """Whether pairs are scored in forked worker processes rather than threads: on the CPU, with more than
-    one worker, on Linux (where ``fork`` is safe for torch and OpenCV set to a fixed thread count).
-
-    Why: a pair is ~10k short torch and OpenCV calls; in threads their Python side takes turns on the GIL,
-    and two threads on 2 cores scored the 175 TNO triplets 1.64x faster than one, where two processes
-    reach 1.9x (``bench/metrics_speed.py --end-to-end``). Each process gets the decoded pair's paths and
-    returns its values; the journal, progress and outputs stay in the calling process, so results, resume
-    and errors are the same as with threads (tested).
-    """
-    return workers > 1 and device.type == "cpu" and sys.platform.startswith("linux")
-
-
-def _start_worker(threads: int) -> None:
-    """Set up a forked scoring process: ops with `threads` threads each; Ctrl-C left to the parent (which
-    stops the run after the pairs in progress, as with threads); ended with the parent if that dies."""
-    import ctypes
-    import ctypes.util
-
-    import cv2
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:  # PR_SET_PDEATHSIG (1): SIGTERM when the parent process dies, so that no worker is left behind
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-
-
-def _pair_pool(workers: int, device, threads: int | None) -> Executor:
-    """The executor that scores pairs: forked processes where :func:`use_processes` says so, else threads."""
-    if use_processes(workers, device):
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_start_worker, initargs=(threads or 1,))
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics")
-
-
 def _decode_pair(plan: FolderPlan, stem: str) -> list[LevelImage]:
     """IR, VIS and every fused image of `stem`, decoded once; InputError names a size mismatch."""
     ir_path, vis_path, *fused_paths = plan.files(stem)
@@ -418,9 +375,8 @@ def score_plan(
     if dev.type == "cpu" and todo:
         # every pair allocates the same few dozen full-size maps: reused, they are not page-faulted in afresh
         runtime.keep_freed_memory()
-    threads = max(1, _cores() // workers) if dev.type == "cpu" else None
-    with _threads_per_op(threads):
-        with _pair_pool(workers, dev, threads) as pool:
+    with _threads_per_op(max(1, _cores() // workers) if dev.type == "cpu" else None):
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics") as pool:
             pending: dict[Future, str] = {}
             order: dict[Future, int] = {}
             queue = iter(todo)

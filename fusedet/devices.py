@@ -47,3 +47,14 @@ def device_for(device: DeviceLike, like: object = None) -> torch.device:
     if device is None:
         return like.device if isinstance(like, torch.Tensor) else torch.device("cpu")
     return resolve_device(device)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tile units (Intel Sapphire Rapids and later), on which oneDNN runs bfloat16
+    convolutions and matrix products several times faster than float32 (torch's own CPU check; False
+    where torch has none)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False

@@ -3,7 +3,19 @@
 ``get_fuser("dmnet")`` loads the weights shipped in the package (fusedet/weights/dmnet_lite.pt, see its
 model card dmnet_lite.md); ``get_fuser("dmnet:PATH")`` loads a checkpoint written by
 ``fusedet train-fuser``. Inference is stage II of the model (deterministic), batched over B x 1 x H x W
-tensors of any size. ``precision="bf16"`` runs under bf16 autocast (CUDA); the default is fp32.
+tensors of any size.
+
+Precision (``precision=``, ``fusedet fuse --precision``):
+- ``fp32``: float32 throughout.
+- ``mixed``: the diffusion module's U-Net in bfloat16, the rest float32 (``DMNet.lower_precision``;
+  dmnet.precision says why that part). On a CPU with AMX faster than fp32 for the shipped `lite`
+  weights, with every fused value within one grey level of the fp32 fusion on 20 MSRS pairs (README,
+  Performance); on a CPU without native bf16 units slower than fp32.
+- ``bf16``: the whole model under bf16 autocast (the CUDA setting of bench/gpu_check.sh; on the CPU only
+  96-99.7 % of pixels within one level of fp32).
+- ``auto`` (default): ``mixed`` on a CPU with AMX (:func:`fusedet.devices.cpu_has_amx`), else ``fp32``.
+The cache key names the precision in force, so fusions of different precisions never share a cache
+entry or an output folder.
 A checkpoint may name a post-processing of the fused luma in its summary (``summary["postprocess"]``,
 see fusedet.postprocess): part of that fuser, applied to every image alike.
 On CPU, a small model's passes ask fusedet.runtime to keep freed malloc memory for reuse while the
@@ -20,13 +32,14 @@ import torch
 
 from dmnet.checkpoint import read_checkpoint, save_checkpoint
 from fusedet import __version__, runtime
+from fusedet.devices import cpu_has_amx
 from fusedet.errors import InputError
 from fusedet.fusers import Fuser
 from fusedet.hashing import file_sha256
 from fusedet.postprocess import parse_postprocess, postprocess
 
 DEFAULT_WEIGHTS = "dmnet_lite.pt"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "mixed", "bf16")
 # Malloc reuse (fusedet.runtime.keep_freed_memory) pays off below this size; for the 392M-parameter
 # `paper` preset freed blocks of other sizes pile up and the peak memory grows by more than half.
 KEEP_MEMORY_MAX_PARAMS = 10_000_000
@@ -35,6 +48,13 @@ KEEP_MEMORY_MAX_PARAMS = 10_000_000
 def default_weights() -> Path:
     """Path of the DMNet checkpoint shipped inside the package."""
     return Path(str(resources.files("fusedet.weights").joinpath(DEFAULT_WEIGHTS)))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision ``auto`` stands for on `device` (see the module docstring); others as they are."""
+    if precision != "auto":
+        return precision
+    return "mixed" if device.type == "cpu" and cpu_has_amx() else "fp32"
 
 
 def small_model(model: torch.nn.Module) -> bool:
@@ -65,7 +85,7 @@ class DMNetFuser(Fuser):
     min_side = 2  # dmnet.model: H, W >= 2
 
     def __init__(
-        self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32"
+        self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "auto"
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -74,13 +94,15 @@ class DMNetFuser(Fuser):
             raise InputError(f"{self.weights}: no such DMNet checkpoint file")
         self.checkpoint = read_checkpoint(self.weights)
         self.model = self.checkpoint.build_model().eval()
+        self._lowered = False  # whether self.model's U-Net is in bf16 (precision "mixed")
         self.postprocess = self.checkpoint.summary.get("postprocess", "none")
         try:
             parse_postprocess(self.postprocess)
         except InputError as err:
             raise InputError(f"{self.weights}: {err}") from None
         self.sha256 = file_sha256(self.weights)
-        self.precision = precision
+        self.requested_precision = precision
+        self.precision = precision  # the one in force, set by to() for the device
         self._small = small_model(self.model)
         self.to(device)
 
@@ -91,6 +113,13 @@ class DMNetFuser(Fuser):
 
     def to(self, device: str | torch.device) -> DMNetFuser:
         super().to(device)
+        self.precision = resolve_precision(self.requested_precision, self.device)
+        lowered = self.precision == "mixed"
+        if lowered != self._lowered:  # from the checkpoint's float32 weights again (a bf16 copy would lose bits)
+            self.model = self.checkpoint.build_model().eval()
+            if lowered:
+                self.model.lower_precision(torch.bfloat16)
+            self._lowered = lowered
         self.model.to(self.device)
         return self
 

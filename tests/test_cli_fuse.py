@@ -161,7 +161,10 @@ def test_bad_inputs_exit_2_naming_files(pairs, weights, tmp_path):
     assert res.exit_code == 2 and "unknown fuser 'nope'" in _text(res)
 
 
-def test_dmnet_fuser_spec_and_cache_key(weights):
+def test_dmnet_fuser_spec_and_cache_key(weights, monkeypatch):
+    from fusedet import dmnet_fuser
+
+    monkeypatch.setattr(dmnet_fuser, "cpu_has_amx", lambda: False)
     fuser = get_fuser(f"dmnet:{weights}")
     assert isinstance(fuser, DMNetFuser) and fuser.summary == {"note": "untrained"}
     assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32-v{fusedet.__version__}"
@@ -193,3 +196,46 @@ def test_shipped_weights_fuse_a_real_pair_better_than_the_pixel_mean(shared_data
     assert dmnet["EN"] > mean["EN"] + 0.3, (dmnet, mean)  # 7.09 against 6.23 bits
     assert dmnet["SF"] > mean["SF"] * 1.3 and dmnet["SD"] > mean["SD"] * 1.3, (dmnet, mean)  # 33.1 vs 15.5, 53.9 vs 31.3
     assert dmnet["CC"] > 0.75  # 0.86: it still looks like both sources (the mean: 0.88)
+
+
+def test_precision_auto_is_mixed_on_a_cpu_with_amx_and_named_in_the_cache_key(weights, monkeypatch):
+    from fusedet import dmnet_fuser
+
+    for amx, expected in ((True, "mixed"), (False, "fp32")):
+        monkeypatch.setattr(dmnet_fuser, "cpu_has_amx", lambda amx=amx: amx)
+        fuser = DMNetFuser(weights)
+        assert fuser.precision == expected and fuser.provenance()["precision"] == expected
+        assert fuser.cache_key().endswith(f"-{expected}-v{fusedet.__version__}")
+        unet = next(fuser.model.dm.unet.parameters()).dtype
+        assert unet == (torch.bfloat16 if expected == "mixed" else torch.float32)
+    fuser = DMNetFuser(weights, precision="mixed").to("cpu")
+    assert next(fuser.model.dm.unet.parameters()).dtype == torch.bfloat16
+    plain = DMNetFuser(weights, precision="fp32")
+    assert next(plain.model.dm.unet.parameters()).dtype == torch.float32
+    monkeypatch.setattr(dmnet_fuser, "cpu_has_amx", lambda: True)
+    assert dmnet_fuser.resolve_precision("auto", torch.device("cuda")) == "fp32"  # CUDA keeps float32
+
+
+def test_precision_option_errors(pairs, weights, tmp_path):
+    ir, vis = pairs
+    res = _fuse(ir, vis, tmp_path / "o", "--weights", str(weights), "--precision", "fp16")
+    assert res.exit_code == 2 and "precision must be one of auto, fp32, mixed, bf16, got 'fp16'" in _text(res)
+    res = _fuse(ir, vis, tmp_path / "o", "--fuser", "mean", "--precision", "fp32")
+    assert res.exit_code == 2 and "--precision is an option of the dmnet fuser, not of 'mean'" in _text(res)
+
+
+def test_mixed_precision_fusion_is_within_one_grey_level_of_fp32(shared_data, tmp_path):
+    """The shipped weights on real MSRS pairs (colour visible images): `--precision mixed` (the U-Net in
+    bf16, what `auto` picks on a CPU with AMX) against `--precision fp32`, PNG values compared."""
+    names = sorted(p.name for p in (shared_data / "msrs" / "ir").iterdir())[:3]
+    for side in ("ir", "vi"):
+        (tmp_path / side).mkdir()
+        for name in names:
+            (tmp_path / side / name).symlink_to(shared_data / "msrs" / side / name)
+    outs = {}
+    for precision in ("fp32", "mixed"):
+        res = _fuse(tmp_path / "ir", tmp_path / "vi", tmp_path / precision, "--precision", precision)
+        assert res.exit_code == 0 and f"-{precision}-v" in _text(res), _text(res)
+        outs[precision] = [cv2.imread(str(tmp_path / precision / n), cv2.IMREAD_UNCHANGED).astype(int) for n in names]
+    diff = np.concatenate([np.abs(a - b).ravel() for a, b in zip(outs["fp32"], outs["mixed"], strict=True)])
+    assert diff.max() <= 2 and (diff <= 1).mean() >= 0.999 and diff.any()

@@ -316,33 +316,3 @@ def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno, m
     assert run.result.convention == "cddfuse" and run.differences is None
     for stem in STEMS:
         assert run.result.per_image["max"][stem]["VIF"] == pytest.approx(golden["max"]["per_image"][stem]["VIF"], rel=1e-3)
-
-
-def test_worker_processes_give_the_values_and_errors_of_threads(tno, monkeypatch):
-    """On the CPU under Linux pairs are scored in forked processes (no GIL between the workers); the values,
-    bit for bit, and the error on a bad file are those of the thread workers used elsewhere."""
-    import sys
-
-    import torch
-
-    from fusedet.eval import metrics_folders
-
-    root, _ = tno
-    pairs, fused = (root / "ir", root / "vi"), {"mean": root / "mean", "max": root / "max"}
-    pools = []
-    real_pool = metrics_folders._pair_pool
-    monkeypatch.setattr(metrics_folders, "_pair_pool", lambda *args: pools.append(real_pool(*args)) or pools[-1])
-    procs = score_folders(pairs, fused, convention="cddfuse,vifb", workers=2, device="cpu")
-    with monkeypatch.context() as m:
-        m.setattr(metrics_folders, "use_processes", lambda workers, device: False)
-        threads = score_folders(pairs, fused, convention="cddfuse,vifb", workers=2, device="cpu")
-    linux = sys.platform.startswith("linux")
-    assert [type(p).__name__ for p in pools] == ["ProcessPoolExecutor" if linux else "ThreadPoolExecutor", "ThreadPoolExecutor"]
-    for conv in ("cddfuse", "vifb"):
-        assert json.dumps(procs.results[conv].to_json()) == json.dumps(threads.results[conv].to_json())
-    assert not metrics_folders.use_processes(1, torch.device("cpu"))  # one worker: no process to start
-    assert not metrics_folders.use_processes(2, torch.device("cuda"))  # CUDA work stays in this process
-    path = root / "max" / "19.png"
-    path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(InputError, match="19.png"):
-        score_folders(pairs, fused, workers=2, device="cpu")

@@ -13,7 +13,18 @@ from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torc
 from dmnet import DMNet, kernels
 from dmnet.attention import ChannelAttention
 from dmnet.invertible import InvertedResidual
-from dmnet.kernels import ACTIVATIONS, conv1x1, conv_act, conv_mul, fused_route, layer_norm_conv1x1, mix_channels_add, onednn_route
+from dmnet.kernels import (
+    ACTIVATIONS,
+    conv1x1,
+    conv_act,
+    conv_bias_per_image,
+    conv_mul,
+    fused_route,
+    group_norm,
+    layer_norm_conv1x1,
+    mix_channels_add,
+    onednn_route,
+)
 from dmnet.transformer import GDFN, MDTA, TransformerBlock
 from dmnet.unet import ResBlock, Upsample
 
@@ -35,10 +46,10 @@ def _tol(dtype: torch.dtype) -> dict:
     return {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 1e-10, "rtol": 1e-9}
 
 
-def test_onednn_route_is_float32_cpu_outside_autocast():
+def test_onednn_route_is_float32_or_bfloat16_cpu_outside_autocast():
     assert onednn_route(torch.zeros(1, 2, 3, 3))
+    assert onednn_route(torch.zeros(1, 2, 3, 3, dtype=torch.bfloat16))
     assert not onednn_route(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
-    assert not onednn_route(torch.zeros(1, 2, 3, 3, dtype=torch.bfloat16))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not onednn_route(torch.zeros(1, 2, 3, 3))
 
@@ -274,3 +285,63 @@ def test_mix_channels_add_equals_per_image_matrix(dtype, grad):
         for a, r in zip(torch.autograd.grad(out.square().sum(), (x, residual, mix)),
                         torch.autograd.grad(ref.square().sum(), (x, residual, mix))):
             torch.testing.assert_close(a, r, **_tol(dtype))
+
+
+def _bf16_close(fast: torch.Tensor, exact: torch.Tensor, rel: float = 2e-2) -> None:
+    """bfloat16 results against a float64 computation of the same bfloat16 inputs: within `rel` of the
+    largest value (a few bf16 roundings of the output, sums accumulated in float32)."""
+    assert fast.dtype == torch.bfloat16
+    err = (fast.double() - exact).abs().max().item()
+    assert err <= rel * exact.abs().max().item(), err
+
+
+def test_bfloat16_route_matches_float64_formulas():
+    """The kernels on bfloat16 tensors with bfloat16 weights (a part kept in bf16 by DMNet.lower_precision)
+    take the oneDNN route and give the plain formulas' values to bf16 precision."""
+    bf = torch.bfloat16
+    x, other = _x(2, 8, 9, 11, dtype=bf), _x(2, 8, 9, 11, dtype=bf)
+    w1, b1 = torch.randn(6, 8, 1, 1, dtype=bf), torch.randn(6, dtype=bf)
+    w3, wd = torch.randn(8, 8, 3, 3, dtype=bf), torch.randn(8, 1, 3, 3, dtype=bf)
+    d = lambda t: t.double()  # noqa: E731
+    with torch.inference_mode():
+        assert fused_route(x) == (kernels._POINTWISE is not None)
+        _bf16_close(conv1x1(x, w1, b1), F.conv2d(d(x), d(w1), d(b1)))
+        _bf16_close(conv_act(x, w3, None, "silu", padding=1), F.silu(F.conv2d(d(x), d(w3), padding=1)))
+        _bf16_close(conv_mul(x, other, wd, padding=1, groups=8), F.conv2d(d(x), d(wd), padding=1, groups=8) * d(other))
+        mix = torch.randn(2, 8, 8)  # float32, as MDTA computes it
+        _bf16_close(mix_channels_add(other, x, mix), d(other) + torch.einsum("bchw,boc->bohw", d(x), d(mix.to(bf))))
+        nw, nb, ws = torch.randn(8, dtype=bf), torch.randn(8, dtype=bf), [torch.randn(4, 8, 1, 1, dtype=bf)]
+        ln = F.layer_norm(d(x).permute(0, 2, 3, 1), (8,), d(nw), d(nb), eps=1e-5).permute(0, 3, 1, 2)
+        _bf16_close(layer_norm_conv1x1(x, nw, nb, 1e-5, ws)[0], F.conv2d(ln, d(ws[0])))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_conv_bias_per_image_equals_conv_plus_broadcast_bias(dtype):
+    x = _x(3, 8, 10, 12, dtype=dtype)
+    w, b, extra = torch.randn(8, 8, 3, 3, dtype=dtype), torch.randn(8, dtype=dtype), torch.randn(3, 8, dtype=dtype)
+    with torch.inference_mode():
+        fast = conv_bias_per_image(x, w, b, extra, padding=1)
+        no_bias = conv_bias_per_image(x, w, None, extra, padding=1)
+    d = lambda t: t.double()  # noqa: E731
+    exact = F.conv2d(d(x), d(w), d(b), padding=1) + d(extra)[:, :, None, None]
+    if dtype == torch.bfloat16:
+        _bf16_close(fast, exact)
+        _bf16_close(no_bias, exact - d(b)[None, :, None, None])
+    else:
+        torch.testing.assert_close(fast, exact.to(dtype), **_tol(dtype))
+        torch.testing.assert_close(no_bias, (exact - d(b)[None, :, None, None]).to(dtype), **_tol(dtype))
+    assert fast.shape == (3, 8, 10, 12) and fast.dtype == dtype
+
+
+@pytest.mark.parametrize("channels,groups", [(8, 4), (16, 4), (24, 4)])
+def test_group_norm_equals_the_module(channels, groups):
+    norm = torch.nn.GroupNorm(groups, channels)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = _x(3, channels, 9, 13).mul_(3).add_(1)
+    torch.testing.assert_close(group_norm(x, norm), norm(x), rtol=0, atol=0)  # float32: the module itself
+    norm_bf = torch.nn.GroupNorm(groups, channels).to(torch.bfloat16)
+    norm_bf.load_state_dict({k: v.to(torch.bfloat16) for k, v in norm.state_dict().items()})
+    xb = x.to(torch.bfloat16)
+    exact = F.group_norm(xb.double(), groups, norm_bf.weight.double(), norm_bf.bias.double(), norm.eps)
+    _bf16_close(group_norm(xb, norm_bf), exact)

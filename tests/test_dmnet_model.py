@@ -254,6 +254,23 @@ def test_bf16_autocast(lite):
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
 
 
+def test_lower_precision_keeps_the_unet_in_bf16_and_hands_float32_on(lite):
+    """DMNet.lower_precision: the U-Net's weights in bf16, everything else float32; the output is float32
+    and close to the float32 model's (random weights, so no grey-level claim here: see test_cli_fuse)."""
+    low = DMNet(lite.config)
+    low.load_state_dict(lite.state_dict())
+    assert low.eval().lower_precision() is low
+    dtypes = {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("dm.") else ""): p.dtype
+              for name, p in low.named_parameters()}
+    assert dtypes.pop("dm.unet") == torch.bfloat16 and set(dtypes.values()) == {torch.float32}
+    ir, vis = pair(2, 40, 48)
+    with torch.inference_mode():
+        ref, out = lite(ir, vis), low(ir, vis)
+        feats = low.dm.decoder_features(torch.rand(1, 2, 32, 32))
+    assert out.dtype == torch.float32 and all(f.dtype == torch.float32 for f in feats)
+    assert 0 < (out - ref).abs().max() < 0.02  # bf16 moved something, by little
+
+
 # ---------------------------------------------------------------------------- training losses
 def grads(model: nn.Module) -> dict[str, bool]:
     return {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())

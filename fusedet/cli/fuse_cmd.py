@@ -32,6 +32,16 @@ def fuser_spec(fuser: str | None, weights: Path | None) -> str:
     return spec
 
 
+def dmnet_with_precision(spec: str, precision: str):
+    """The DMNet fuser of `spec` in `precision` (fusedet.dmnet_fuser); InputError for another fuser."""
+    from fusedet.dmnet_fuser import DMNetFuser
+    from fusedet.fusers import check_fuser_spec
+
+    if check_fuser_spec(spec) != "dmnet":
+        raise InputError(f"--precision is an option of the dmnet fuser, not of {spec!r}")
+    return DMNetFuser(spec.partition(":")[2] or None, precision=precision)
+
+
 @app.command(
     "fuse",
     cls=FusedetCommand,
@@ -57,12 +67,18 @@ def fuse(
     force: bool = typer.Option(False, "--force", help="Fuse again pairs whose output already exists."),
     ir_range: str = typer.Option("auto", "--ir-range", help=RANGE_HELP),
     vis_range: str = typer.Option("auto", "--vis-range", help=RANGE_HELP),
+    precision: str = typer.Option(
+        "auto", "--precision",
+        help="DMNet's arithmetic: auto (mixed on a CPU with AMX, else fp32), fp32, mixed (the diffusion U-Net in bf16) or bf16 (autocast).",
+    ),
 ) -> None:
     """Fuse IR/VIS pairs with DMNet (or another fuser) into colour or gray PNG files."""
     from fusedet.folder_fusion import fuse_folder
     from fusedet.settings import RunSettings
 
     spec = fuser_spec(fuser, weights)
+    if precision != "auto":
+        spec = dmnet_with_precision(spec, precision)
     run = RunSettings(device=device, fuse_batch=batch, workers=workers, ir_range=ir_range, vis_range=vis_range)
     with make_progress() as progress:
         result = fuse_folder(ir, vis, out, fuser=spec, run=run, force=force, events=RichEvents(progress))
