@@ -9,12 +9,16 @@ refused rather than mixing fusions in one folder).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from fusedet.cli.app import app
 from fusedet.cli.common import RANGE_HELP, FusedetCommand, RichEvents, command, console, examples, make_progress
 from fusedet.errors import InputError
+
+if TYPE_CHECKING:
+    from fusedet.dmnet_fuser import DMNetFuser
 
 
 def fuser_spec(fuser: str | None, weights: Path | None) -> str:
@@ -32,7 +36,7 @@ def fuser_spec(fuser: str | None, weights: Path | None) -> str:
     return spec
 
 
-def dmnet_with_precision(spec: str, precision: str):
+def dmnet_with_precision(spec: str, precision: str) -> DMNetFuser:
     """The DMNet fuser of `spec` in `precision` (fusedet.dmnet_fuser); InputError for another fuser."""
     from fusedet.dmnet_fuser import DMNetFuser
     from fusedet.fusers import check_fuser_spec
