@@ -68,12 +68,17 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
 ) -> Path:
     """Write `model` (its weights and ``model.config``) with a summary, atomically; returns the path.
+    Its parameters must be float32 (DMNetError otherwise: a model lowered for inference has lost bits).
 
     `summary` and `training` may hold tensors and plain values (str, int, float, bool, None, and
     lists/tuples/dicts of them); anything else raises DMNetError here rather than at load time.
     """
     path = Path(path)
     config: DMNetConfig = model.config
+    lowered = sorted({name.rsplit(".", 1)[0] for name, p in model.named_parameters() if p.dtype != torch.float32})
+    if lowered:  # e.g. after DMNet.lower_precision: the float32 weights are gone
+        raise DMNetError(f"{path}: not saved: the weights of {', '.join(lowered[:3])}{' ...' if len(lowered) > 3 else ''} "
+                         "are not float32 (a model kept in lower precision for inference)")
     state_dict = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     payload: dict[str, Any] = {
         "format": FORMAT,

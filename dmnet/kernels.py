@@ -5,7 +5,8 @@ oneDNN when it uses more. With DMNet's 4-32 channels per pixel on channels-last 
 2-8x faster on one thread too, so ``conv1x1`` calls it directly on the "oneDNN route": float32
 and bfloat16 CPU tensors outside autocast, with weights of the input's dtype (bfloat16 where DMNet
 keeps a part in lower precision, ``DMNet.lower_precision``: oneDNN then runs on the CPU's bf16
-units, AMX where there is one, and accumulates in float32). Everywhere else (CUDA, float64, CPU
+units, AMX where there is one, and accumulates in float32; bfloat16 only where oneDNN can run it,
+:data:`ONEDNN_BF16`, else ``F.conv2d``). Everywhere else (CUDA, float64, CPU
 autocast, a torch built without oneDNN) it is ``F.conv2d``. Both support autograd.
 
 ``layer_norm_conv1x1`` computes 1x1 convs of a channel LayerNorm. LayerNorm over the 8 channels of a
@@ -30,7 +31,21 @@ import torch
 import torch.nn.functional as F
 
 _ONEDNN = torch.backends.mkldnn.is_available()
-_ROUTE_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _onednn_bf16() -> bool:
+    """Whether oneDNN may run bfloat16 here: the CPU has the instructions it needs (avx512bw/vl/dq or
+    avx_ne_convert) and ONEDNN_MAX_CPU_ISA allows them (torch's own check)."""
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(_ONEDNN and check is not None and check())
+    except RuntimeError:
+        return False
+
+
+ONEDNN_BF16 = _onednn_bf16()
+# bfloat16 takes the route only where oneDNN runs it (elsewhere torch.mkldnn_convolution refuses it)
+_ROUTE_DTYPES = (torch.float32, torch.bfloat16) if ONEDNN_BF16 else (torch.float32,)
 _POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None) if _ONEDNN else None
 
 

@@ -81,9 +81,16 @@ class DMNet(nn.Module):
         """Keep the weights of `parts` (default: the diffusion module's U-Net) in `dtype`, for
         inference: those parts then compute in `dtype` and hand float32 back to the rest of the model
         (see dmnet.precision, which says why these parts). In place; returns the model. The float32
-        weights are not kept: build the model again for float32."""
+        weights are not kept: build the model again for float32. DMNetError in training mode (call
+        .eval() first) and for a part the model does not have."""
+        if self.training:
+            raise DMNetError("lower_precision is for inference: call model.eval() first")
         for name in parts:
-            self.get_submodule(name).to(dtype)
+            try:
+                part = self.get_submodule(name)
+            except AttributeError:
+                raise DMNetError(f"DMNet has no part {name!r} to lower (e.g. {', '.join(LOW_PRECISION_PARTS)})") from None
+            part.to(dtype)
         return self
 
     def num_parameters(self) -> int:

@@ -13,7 +13,8 @@ Precision (``precision=``, ``fusedet fuse --precision``):
   Performance); on a CPU without native bf16 units slower than fp32.
 - ``bf16``: the whole model under bf16 autocast (the CUDA setting of bench/gpu_check.sh; on the CPU only
   96-99.7 % of pixels within one level of fp32).
-- ``auto`` (default): ``mixed`` on a CPU with AMX (:func:`fusedet.devices.cpu_has_amx`), else ``fp32``.
+- ``auto`` (default): ``mixed`` on a CPU with AMX (:func:`fusedet.devices.cpu_has_amx`) where oneDNN
+  may use it (not under ``ONEDNN_MAX_CPU_ISA=AVX2``, say: dmnet.kernels.ONEDNN_BF16), else ``fp32``.
 The cache key names the precision in force, so fusions of different precisions never share a cache
 entry or an output folder.
 A checkpoint may name a post-processing of the fused luma in its summary (``summary["postprocess"]``,
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 from dmnet.checkpoint import read_checkpoint, save_checkpoint
+from dmnet.kernels import ONEDNN_BF16
 from fusedet import __version__, runtime
 from fusedet.devices import cpu_has_amx
 from fusedet.errors import InputError
@@ -54,7 +56,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision ``auto`` stands for on `device` (see the module docstring); others as they are."""
     if precision != "auto":
         return precision
-    return "mixed" if device.type == "cpu" and cpu_has_amx() else "fp32"
+    return "mixed" if device.type == "cpu" and cpu_has_amx() and ONEDNN_BF16 else "fp32"
 
 
 def small_model(model: torch.nn.Module) -> bool:

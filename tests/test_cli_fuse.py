@@ -239,3 +239,29 @@ def test_mixed_precision_fusion_is_within_one_grey_level_of_fp32(shared_data, tm
         outs[precision] = [cv2.imread(str(tmp_path / precision / n), cv2.IMREAD_UNCHANGED).astype(int) for n in names]
     diff = np.concatenate([np.abs(a - b).ravel() for a, b in zip(outs["fp32"], outs["mixed"], strict=True)])
     assert diff.max() <= 2 and (diff <= 1).mean() >= 0.999 and diff.any()
+
+
+def test_mixed_precision_without_onednn_bf16_falls_back_instead_of_failing(pairs, weights, tmp_path):
+    """Where oneDNN may not run bf16 (here: ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX-512), `auto`
+    is fp32 and an explicit `mixed` still fuses (through torch's generic bf16 convolutions, slowly)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ir, vis = pairs
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", FUSEDET_CACHE=str(tmp_path / "cache"))
+    code = ("from dmnet.kernels import ONEDNN_BF16, onednn_route; import torch; "
+            "from fusedet.dmnet_fuser import resolve_precision; "
+            "print(ONEDNN_BF16, onednn_route(torch.zeros(1, 1, 2, 2, dtype=torch.bfloat16)), resolve_precision('auto', torch.device('cpu')))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "fp32"]
+    exe = shutil.which("fusedet") or str(Path(sys.executable).with_name("fusedet"))
+    for precision in ("auto", "mixed"):
+        res = subprocess.run([exe, "fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / precision), "--device", "cpu",
+                              "--weights", str(weights), "--precision", precision], env=env, capture_output=True, text=True)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        record = json.loads((tmp_path / precision / ".fusedet_fuse.json").read_text())
+        assert f"-{'fp32' if precision == 'auto' else 'mixed'}-v" in json.dumps(record)

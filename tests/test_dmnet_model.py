@@ -271,6 +271,20 @@ def test_lower_precision_keeps_the_unet_in_bf16_and_hands_float32_on(lite):
     assert 0 < (out - ref).abs().max() < 0.02  # bf16 moved something, by little
 
 
+def test_lower_precision_is_for_inference_and_a_lowered_model_is_not_saved(lite, tmp_path):
+    from dmnet.checkpoint import save_checkpoint
+
+    model = DMNet(lite.config)
+    with pytest.raises(DMNetError, match="call model.eval"):
+        model.train().lower_precision()
+    with pytest.raises(DMNetError, match="no part 'nope'"):
+        model.eval().lower_precision(parts=("nope",))
+    model.lower_precision()
+    with pytest.raises(DMNetError, match="not float32"):
+        save_checkpoint(tmp_path / "low.pt", model)
+    assert not (tmp_path / "low.pt").exists()
+
+
 # ---------------------------------------------------------------------------- training losses
 def grads(model: nn.Module) -> dict[str, bool]:
     return {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
