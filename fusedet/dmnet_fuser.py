@@ -140,6 +140,9 @@ class DMNetFuser(Fuser):
 
     @torch.inference_mode()
     def fuse(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
+        for name, t in (("ir", ir), ("vis_y", vis_y)):
+            if not t.is_floating_point():  # 0..255 integers would be read as far-out-of-range values
+                raise InputError(f"dmnet fuser: {name} must be a float tensor in [0, 1], got {t.dtype} (divide 8-bit images by 255)")
         if self.device.type == "cpu" and self._small:
             runtime.keep_freed_memory()
         amp = self.precision == "bf16"

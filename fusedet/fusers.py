@@ -45,8 +45,11 @@ class Fuser(ABC):
         return self.name
 
     def to(self, device: str | torch.device) -> Fuser:
-        """Compute on `device` from now on; returns self."""
-        self.device = torch.device(device)
+        """Compute on `device` from now on (resolved by fusedet.devices: "auto", "cuda" under torchrun, and
+        a one-line InputError for a device this machine lacks); returns self."""
+        from fusedet.devices import resolve_device
+
+        self.device = resolve_device(device)
         return self
 
     def provenance(self) -> dict:

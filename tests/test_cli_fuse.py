@@ -265,3 +265,16 @@ def test_mixed_precision_without_onednn_bf16_falls_back_instead_of_failing(pairs
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
         record = json.loads((tmp_path / precision / ".fusedet_fuse.json").read_text())
         assert f"-{'fp32' if precision == 'auto' else 'mixed'}-v" in json.dumps(record)
+
+
+def test_fuser_api_errors_are_one_line_input_errors(weights):
+    from fusedet.errors import InputError
+
+    fuser = DMNetFuser(weights, precision="fp32")
+    with pytest.raises(InputError, match="ir must be a float tensor in \\[0, 1\\], got torch.uint8"):
+        fuser.fuse(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.zeros(1, 1, 8, 8))
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available here"):
+            DMNetFuser(weights, device="cuda")
+    with pytest.raises(InputError, match="unsupported device 'meta'"):
+        get_fuser("mean", device="meta")
