@@ -39,7 +39,9 @@ from dmnet.precision import LOW_PRECISION_PARTS
 from dmnet.presets import build_config
 
 
-def _check_pair(ir: Any, vis: Any) -> None:
+def _check_pair(ir: Any, vis: Any, weight: torch.Tensor | None = None) -> None:
+    """DMNetError unless ir and vis_y are B x 1 x H x W floating-point tensors of one shape and device
+    (and, given the model's first `weight`, of its dtype and on its device)."""
     for name, x in (("ir", ir), ("vis_y", vis)):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise DMNetError(f"DMNet: {name} must be a floating-point tensor, got {type(x).__name__}"
@@ -52,6 +54,9 @@ def _check_pair(ir: Any, vis: Any) -> None:
         raise DMNetError(f"DMNet: ir and vis_y shapes differ: {tuple(ir.shape)} vs {tuple(vis.shape)}")
     if ir.device != vis.device:
         raise DMNetError(f"DMNet: ir is on {ir.device} but vis_y on {vis.device}")
+    if weight is not None and (ir.dtype != weight.dtype or ir.device != weight.device):
+        raise DMNetError(f"DMNet: the sources are {ir.dtype} on {ir.device} but the model is {weight.dtype} on "
+                         f"{weight.device}: convert one to the other (e.g. ir.float(), model.to(device))")
 
 
 class DMNet(nn.Module):
@@ -121,7 +126,7 @@ class DMNet(nn.Module):
 
     def forward(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
         """Deterministic stage-II inference: B x 1 x H x W sources in [0, 1] -> fused image, float32."""
-        _check_pair(ir, vis_y)
+        _check_pair(ir, vis_y, self.encoder.embed.weight)
         generator = torch.Generator(device=ir.device).manual_seed(self.config.seed)
         return self.fuse(ir, vis_y, generator, shared_noise=True).float()
 
@@ -135,7 +140,7 @@ class DMNet(nn.Module):
     def stage1_losses(self, ir: torch.Tensor, vis_y: torch.Tensor,
                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Stage I: total = L_au + L_dm, with au, rec_vi, rec_ir, dm for logging (eqs. 13-17)."""
-        _check_pair(ir, vis_y)
+        _check_pair(ir, vis_y, self.encoder.embed.weight)
         b = ir.shape[0]
         recon = self.reconstruct(torch.cat((ir, vis_y), dim=0))
         losses = autoencoder_loss(vis_y, recon[b:], ir, recon[:b], self.config.gamma1, self.config.lam)
@@ -146,7 +151,7 @@ class DMNet(nn.Module):
     def stage2_losses(self, ir: torch.Tensor, vis_y: torch.Tensor,
                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Stage II: total = L_int + L_dm + gamma2 * L_gd (eqs. 18-19), with int, gd, dm."""
-        _check_pair(ir, vis_y)
+        _check_pair(ir, vis_y, self.encoder.embed.weight)
         fused = self.fuse(ir, vis_y, generator, shared_noise=False)
         l_int = intensity_loss(fused, ir, vis_y)
         l_gd = gradient_loss(fused, ir, vis_y, self.config.grad_operator)

@@ -236,6 +236,7 @@ def test_forward_depends_on_both_sources(lite):
     (torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9), "shapes differ"),
     (torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "floating-point"),
     (torch.rand(1, 1, 1, 8), torch.rand(1, 1, 1, 8), "too small"),
+    (torch.rand(1, 1, 8, 8, dtype=torch.float64), torch.rand(1, 1, 8, 8, dtype=torch.float64), "torch.float64 on cpu but the model is torch.float32"),
 ])
 def test_forward_rejects_bad_inputs(lite, ir, vis, message):
     with pytest.raises(DMNetError, match=message):
