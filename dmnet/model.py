@@ -81,21 +81,22 @@ class DMNet(nn.Module):
         """Build the ``paper`` or ``lite`` preset, optionally with a Table V row and overrides."""
         return cls(build_config(name, ablation=ablation, **overrides))
 
-    def lower_precision(self, dtype: torch.dtype = torch.bfloat16,
-                        parts: tuple[str, ...] = LOW_PRECISION_PARTS) -> DMNet:
-        """Keep the weights of `parts` (default: the diffusion module's U-Net) in `dtype`, for
-        inference: those parts then compute in `dtype` and hand float32 back to the rest of the model
-        (see dmnet.precision, which says why these parts). In place; returns the model. The float32
-        weights are not kept: build the model again for float32. DMNetError in training mode (call
-        .eval() first) and for a part the model does not have."""
+    def lower_precision(self, dtype: torch.dtype = torch.bfloat16, parts: tuple[str, ...] | None = None) -> DMNet:
+        """Keep the weights of `parts` in `dtype`, for inference: those parts then compute in `dtype` and
+        hand float32 back to the rest of the model (see dmnet.precision, which says why these parts). In
+        place; returns the model. The float32 weights are not kept: build the model again for float32.
+        `parts` None: those of LOW_PRECISION_PARTS this model has (the diffusion U-Net; nothing for a
+        Table V row without the diffusion module). DMNetError in training mode (call .eval() first) and
+        for a named part the model does not have."""
         if self.training:
             raise DMNetError("lower_precision is for inference: call model.eval() first")
+        names = dict(self.named_modules())
+        if parts is None:
+            parts = tuple(name for name in LOW_PRECISION_PARTS if name in names)
         for name in parts:
-            try:
-                part = self.get_submodule(name)
-            except AttributeError:
-                raise DMNetError(f"DMNet has no part {name!r} to lower (e.g. {', '.join(LOW_PRECISION_PARTS)})") from None
-            part.to(dtype)
+            if name not in names:
+                raise DMNetError(f"DMNet has no part {name!r} to lower (e.g. {', '.join(LOW_PRECISION_PARTS)})")
+            names[name].to(dtype)
         return self
 
     def num_parameters(self) -> int:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,6 +40,9 @@ from fusedet.errors import InputError
 from fusedet.fusers import Fuser
 from fusedet.hashing import file_sha256
 from fusedet.postprocess import parse_postprocess, postprocess
+
+if TYPE_CHECKING:
+    from dmnet.model import DMNet
 
 DEFAULT_WEIGHTS = "dmnet_lite.pt"
 PRECISIONS = ("auto", "fp32", "mixed", "bf16")
@@ -95,8 +99,8 @@ class DMNetFuser(Fuser):
         if not self.weights.is_file():
             raise InputError(f"{self.weights}: no such DMNet checkpoint file")
         self.checkpoint = read_checkpoint(self.weights)
-        self.model = self.checkpoint.build_model().eval()
-        self._lowered = False  # whether self.model's U-Net is in bf16 (precision "mixed")
+        self.model: DMNet | None = None  # built by to(), once the device and so the precision are known
+        self._lowered = False  # whether self.model is lowered (precision "mixed")
         self.postprocess = self.checkpoint.summary.get("postprocess", "none")
         try:
             parse_postprocess(self.postprocess)
@@ -105,8 +109,8 @@ class DMNetFuser(Fuser):
         self.sha256 = file_sha256(self.weights)
         self.requested_precision = precision
         self.precision = precision  # the one in force, set by to() for the device
-        self._small = small_model(self.model)
         self.to(device)
+        self._small = small_model(self.model)
 
     @property
     def summary(self) -> dict:
@@ -117,7 +121,7 @@ class DMNetFuser(Fuser):
         super().to(device)
         self.precision = resolve_precision(self.requested_precision, self.device)
         lowered = self.precision == "mixed"
-        if lowered != self._lowered:  # from the checkpoint's float32 weights again (a bf16 copy would lose bits)
+        if self.model is None or lowered != self._lowered:  # from the checkpoint's float32 weights (a bf16 copy would lose bits)
             self.model = self.checkpoint.build_model().eval()
             if lowered:
                 self.model.lower_precision(torch.bfloat16)

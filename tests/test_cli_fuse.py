@@ -281,3 +281,19 @@ def test_fuser_api_errors_are_one_line_input_errors(weights):
             DMNetFuser(weights, device="cuda")
     with pytest.raises(InputError, match="unsupported device 'meta'"):
         get_fuser("mean", device="meta")
+
+
+def test_mixed_precision_fuser_builds_its_model_once_and_takes_checkpoints_without_the_dm(tmp_path, monkeypatch):
+    from dmnet import DMNet
+    from dmnet.checkpoint import Checkpoint
+
+    built = []
+    real_build = Checkpoint.build_model
+    monkeypatch.setattr(Checkpoint, "build_model", lambda self, *a, **k: built.append(1) or real_build(self, *a, **k))
+    fuser = DMNetFuser(default_weights(), precision="mixed")
+    assert len(built) == 1 and next(fuser.model.dm.unet.parameters()).dtype == torch.bfloat16
+    fuser.to("cpu")
+    assert len(built) == 1  # same precision: the model is kept
+    no_dm = save_checkpoint(tmp_path / "no_dm.pt", DMNet.from_preset("lite", use_dm=False), {"note": "untrained"})
+    out = DMNetFuser(no_dm, precision="mixed").fuse(torch.rand(1, 1, 16, 20), torch.rand(1, 1, 16, 20))
+    assert out.shape == (1, 1, 16, 20) and out.dtype == torch.float32

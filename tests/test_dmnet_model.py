@@ -423,3 +423,13 @@ def test_dm_scale_default_and_old_configs_keep_full_resolution():
     assert DMNetConfig.from_dict(old).dm_scale == 1
     with pytest.raises(DMNetError, match="dm_scale"):
         build_config("lite", dm_scale=3)
+
+
+def test_lower_precision_of_a_table_v_row_without_the_diffusion_module_lowers_nothing():
+    """`parts` None lowers the parts this model has: a row without the DM has no U-Net (so the dmnet
+    fuser's `auto` on an AMX CPU works for such checkpoints too); a named part must exist."""
+    model = DMNet.from_preset("lite", use_dm=False).eval()
+    assert model.lower_precision() is model
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with pytest.raises(DMNetError, match="no part 'dm.unet'"):
+        model.lower_precision(parts=("dm.unet",))
