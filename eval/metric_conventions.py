@@ -46,7 +46,6 @@ _VIFB_METRICS = (
 )
 
 
-
 class MetricWarning(UserWarning):
     """A metric could not be computed for an image (its value is NaN), or an input looks like it is on
     the wrong scale; the message names the image."""
@@ -64,6 +63,7 @@ def warn_unit_scale(floating: bool, hi: float, name: str) -> None:
     every convention reads as nearly black 8-bit levels."""
     if floating and 0 < hi <= 1.0:
         warnings.warn(f"{name}: float values all <= 1: the metrics expect the 0..255 scale, not 0..1", MetricWarning, stacklevel=3)
+
 
 @dataclass(frozen=True)
 class Convention:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fusedet.datasets.color import replace_luma, rgb_to_ycbcr
+from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.settings import closest
 
@@ -47,8 +48,6 @@ class Fuser(ABC):
     def to(self, device: str | torch.device) -> Fuser:
         """Compute on `device` from now on (resolved by fusedet.devices: "auto", "cuda" under torchrun, and
         a one-line InputError for a device this machine lacks); returns self."""
-        from fusedet.devices import resolve_device
-
         self.device = resolve_device(device)
         return self
 
