@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from fusedet.devices import device_for
 from fusedet.errors import InputError
+from fusedet.eval import metrics_kernels
 from fusedet.eval.metric_conventions import CONVENTIONS, MetricWarning, check_array_type, get_convention, warn_unit_scale
 from fusedet.eval.metrics_filters import (
     box_sums_valid,
@@ -236,6 +237,13 @@ class _Fused:
         return torch.stack([_hist(u, x) for u, x in zip(self.u8, self.f, strict=True)])  # N x 256
 
     @cached_property
+    def gradient_sums(self) -> list[tuple[float, float, float]] | None:
+        """Per image, SF's and AG's sums from one compiled pass (``metrics_kernels.gradient_sums``); None
+        where the kernels do not serve the device."""
+        kern = _kernels(self.f.device)
+        return None if kern is None else [kern.gradient_sums(f) for f in self.f.numpy()]
+
+    @cached_property
     def joint(self) -> torch.Tensor:
         """Joint histograms of (F, A) and (F, B): 2 x N x 256 x 256 counts (float64), first index F."""
         out = torch.empty(2, self.count, 256, 256, dtype=torch.float64)
@@ -281,6 +289,20 @@ def _fast_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "cpu" else torch.float64
 
 
+KERNELS = True  # False: the torch/OpenCV path on the CPU too (the tests compare the two)
+
+
+def _kernels(device: torch.device):
+    """``fusedet.eval.metrics_kernels`` when its compiled kernels serve `device` (the CPU, numba importable),
+    else None: the torch/OpenCV path."""
+    return metrics_kernels if KERNELS and device.type == "cpu" and metrics_kernels.AVAILABLE else None
+
+
+def _planes(x: torch.Tensor) -> np.ndarray:
+    """A 2 x 1 x h x w (or 2 x h x w) CPU tensor as a C-contiguous 2 x h x w array."""
+    return np.ascontiguousarray(x.reshape(2, *x.shape[-2:]).numpy())
+
+
 class _Metric:
     def __init__(self, src: _Sources) -> None:
         self.src = src
@@ -308,6 +330,10 @@ class _SF(_Metric):
     """sqrt(RF^2 + CF^2): mean squared differences of horizontal and of vertical neighbours."""
 
     def __call__(self, fused):
+        if fused.gradient_sums is not None:
+            h, w = fused.f.shape[-2:]
+            values = [math.sqrt(rows / (h * (w - 1)) + cols / ((h - 1) * w)) for rows, cols, _ in fused.gradient_sums]
+            return torch.tensor(values, dtype=torch.float64)
         f = fused.f
         dx = f[:, :, 1:] - f[:, :, :-1]
         dy = f[:, 1:, :] - f[:, :-1, :]
@@ -329,6 +355,8 @@ class _AG(_Metric):
         return torch.cat([first, inner, last], dim=dim)
 
     def __call__(self, fused):
+        if fused.gradient_sums is not None:
+            return torch.tensor([ag / fused.f[0].numel() for _, _, ag in fused.gradient_sums], dtype=torch.float64)
         f = fused.f
         # inside: rows 1..H-2 and columns 1..W-2, both differences central
         dx = f[:, 1:-1, 2:] - f[:, 1:-1, :-2]
@@ -420,12 +448,17 @@ class _VIF(_Metric):
 
     EPS = 1e-10
     SIGMA_N2 = 2.0
+    FLAT_BELOW = 0.5  # float32 E[F^2] - E[F]^2 of a constant window is rounding, under 0.1 (the kernels' test)
     SIZES = tuple(2 ** (5 - s) + 1 for s in range(1, 5))
     TAPS = tuple(matlab_gaussian_taps(n, n / 5.0) for n in SIZES)
 
     def __init__(self, src):
         super().__init__(src)
         self.fast = _fast_dtype(src.a.device) == torch.float32
+        self.kernels = _kernels(src.a.device)
+        if self.kernels is not None:
+            self._init_kernels(src)
+            return
         x = src.stacked  # 2 x H x W; float32 integers at scale 1, float64 after
         den = torch.zeros(2, dtype=torch.float64, device=x.device)
         self.scales = []  # per scale: (A and B at that scale, local means, sigma1^2 + eps, sigma1^2 / (sigma1^2 + eps)^2)
@@ -446,6 +479,25 @@ class _VIF(_Metric):
             else:
                 self.scales.append((x, mu.unsqueeze(1), var_eps.unsqueeze(1), weight.unsqueeze(1)))
             x = maps[:2]  # float64 for the next scale's filter
+        self.den = (den / math.log(10.0)).tolist()
+
+    def _init_kernels(self, src) -> None:
+        """The sources' terms of every scale through the compiled kernels, as the torch path computes them:
+        self.planes[s] = (A and B at that scale, their local means, variances + eps, weights), 2 x h x w
+        arrays; scale 1 in the fast dtype and centred at 128, the others float64."""
+        kern = self.kernels
+        x = src.stacked.numpy().astype(np.float64)  # 2 x H x W integers
+        den = np.zeros(2)
+        self.planes = []
+        for s, taps in enumerate(self.TAPS):
+            if s > 0:
+                x = kern.filter_valid(x, taps, stride=2)
+            stats = kern.filter_valid(np.concatenate([x, x * x]), taps)
+            dtype = (np.float32 if self.fast else np.float64) if s == 0 else np.float64
+            mu, var_eps, weight = (np.empty((2, *stats.shape[1:]), dtype) for _ in range(3))
+            centre = CENTRE if s == 0 else 0.0
+            den += kern.vif_source_terms(stats, self.EPS, self.SIGMA_N2, centre, mu, var_eps, weight)
+            self.planes.append(((x - centre).astype(dtype), mu, var_eps, weight))
         self.den = (den / math.log(10.0)).tolist()
 
     def _terms(self, stats, mu1, var1_eps, weight, flat=None) -> torch.Tensor:
@@ -475,7 +527,33 @@ class _VIF(_Metric):
         flat = torch.stack(out)
         return flat if bool(flat.any()) else None
 
+    def _numerator_kernels(self, fused) -> torch.Tensor:
+        """The numerator sums (natural log), 2 x N, through the compiled kernels: scale 1 in float32 of
+        centred values as on the torch path, scales 2 to 4 in float64 (the downsampling too)."""
+        kern = self.kernels
+        num = torch.zeros(2, fused.count, dtype=torch.float64)
+        no_flat = np.zeros((0, 0), np.bool_)
+        for n, f in enumerate(fused.f.numpy()):
+            x, mu1, var1_eps, weight = self.planes[0]
+            dtype = x.dtype.type  # float32 (the fast dtype), float64 where the tests ask for it
+            constants = dtype(self.SIGMA_N2), dtype(self.EPS), dtype(self.FLAT_BELOW)
+            stats = kern.window_stats(f.astype(dtype) - dtype(CENTRE), x[0], x[1], self.TAPS[0])
+            total, suspects = kern.vif_log_sums(stats, mu1, var1_eps, weight, no_flat, *constants)
+            flat = self._flat(fused.f[n : n + 1], self.SIZES[0]) if self.fast and suspects else None
+            if flat is not None:  # some windows of F are constant: their terms are 0 exactly
+                total, _ = kern.vif_log_sums(stats, mu1, var1_eps, weight, flat[0].numpy(), *constants)
+            g = f.astype(np.float64)[None]
+            for s in range(1, len(self.TAPS)):
+                g = kern.filter_valid(g, self.TAPS[s], stride=2)
+                x, mu1, var1_eps, weight = self.planes[s]
+                stats = kern.window_stats(g[0], x[0], x[1], self.TAPS[s])
+                total += kern.vif_log_sums(stats, mu1, var1_eps, weight, no_flat, self.SIGMA_N2, self.EPS, 0.0)[0]
+            num[:, n] = torch.from_numpy(total)
+        return num
+
     def __call__(self, fused):
+        if self.kernels is not None:
+            return self._ratio(self._numerator_kernels(fused))
         f = fused.f  # float32 integers
         num = torch.zeros(2, fused.count, dtype=torch.float64, device=f.device)
         for s, taps in enumerate(self.TAPS):
@@ -494,6 +572,10 @@ class _VIF(_Metric):
             torch.mul(x[1], f, out=maps[3])
             f = maps[0]
             num += self._terms(filter2d_valid(maps, taps), mu1, var1_eps, weight)
+        return self._ratio(num)
+
+    def _ratio(self, num: torch.Tensor) -> torch.Tensor:
+        """VIF(A, F) + VIF(B, F) from the 2 x N numerator sums (natural log)."""
         num = (num / math.log(10.0)).cpu()
         vif_a, vif_b = (num[i] / d if d != 0 else torch.ones_like(num[i]) for i, d in enumerate(self.den))
         return vif_a + vif_b  # a 0/0 ratio (a flat source) counts as 1, as in the reference
@@ -522,13 +604,41 @@ class _Qabf(_Metric):
 
     def __init__(self, src):
         super().__init__(src)
+        # Q_a = TA sigmoid(-KA (1 - |aS - aF| / (pi/2) - DA)) = TA sigmoid(k_a |aS - aF| + c_a)
+        self.k_a, self.c_a = self.KA / (math.pi / 2), -self.KA * (1 - self.DA)
+        self.kernels = _kernels(src.a.device)
+        if self.kernels is not None:  # the sources' edges as the kernels compute the fused image's (IEEE sqrt)
+            self.planes = tuple(np.stack(maps) for maps in zip(*(self._edges_kernels(x) for x in src.stacked.numpy())))
+            self.den = float(self.planes[0].sum(dtype=np.float64))
+            return
         g, angle = self._edges(src.stacked)
         self.g, self.angle = g.unsqueeze(1), angle.unsqueeze(1)  # 2 x 1 x H x W
         self.den = float(_total(g).sum())
-        # Q_a = TA sigmoid(-KA (1 - |aS - aF| / (pi/2) - DA)) = TA sigmoid(k_a |aS - aF| + c_a)
-        self.k_a, self.c_a = self.KA / (math.pi / 2), -self.KA * (1 - self.DA)
+
+    def _edges_kernels(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Edge strength and angle of an H x W float32 image through the compiled kernel (arctan by torch)."""
+        strength, slope = np.empty_like(x), np.empty_like(x)
+        self.kernels.qabf_edges(x, strength, slope)
+        return strength, torch.from_numpy(slope).atan_().numpy()
+
+    def _call_kernels(self, fused) -> torch.Tensor:
+        """Edges, sigmoid arguments and sums through the compiled kernels; arctan and the sigmoids by torch
+        (vectorised there), in place on the kernels' buffers."""
+        kern, (g_s, a_s) = self.kernels, self.planes
+        num = torch.empty(fused.count, dtype=torch.float64)
+        for n, f in enumerate(fused.f.numpy()):
+            g_f, a_f = self._edges_kernels(f)
+            args = np.empty((4, *f.shape), np.float32)
+            kern.qabf_arguments(g_f, a_f, g_s, a_s, *(np.float32(v) for v in (self.KG, self.DG, self.k_a, self.c_a)), args)
+            q = torch.from_numpy(args).sigmoid_().numpy()
+            num[n] = float(kern.qabf_sums(q, g_s).sum())
+        return num
 
     def __call__(self, fused):
+        if self.kernels is not None:
+            if self.den == 0:
+                return torch.full((fused.count,), math.nan, dtype=torch.float64)
+            return self._call_kernels(fused) * (self.TG * self.TA) / self.den
         g_f, a_f = self._edges(fused.f)  # N x H x W
         g_s = self.g
         ratio = torch.minimum(g_s, g_f).div_(torch.maximum(g_s, g_f))
@@ -564,6 +674,13 @@ class _SSIM(_Metric):
         xc = src.centred  # exact
         sums = box_sums_valid(torch.cat([xc, xc * xc]), self.WIN)
         sc, ssc = sums[:2], sums[2:]
+        self.kernels = _kernels(xc.device)
+        if self.kernels is not None:  # the exact box sums in float64, where the kernel computes the formula
+            sc, ssc = sc.to(torch.float64), ssc.to(torch.float64)
+            s = sc + CENTRE * self.P
+            terms = (s, sc, s * s + self.C1, ssc * self.P - sc * sc + self.C2)
+            self.planes = [_planes(xc), *(_planes(t) for t in terms)]
+            return
         s = sc + CENTRE * self.P
         self.s = s.unsqueeze(1)  # 2 x 1 x h x w
         self.sc = sc.unsqueeze(1)
@@ -571,7 +688,20 @@ class _SSIM(_Metric):
         self.var_c2 = (ssc * self.P - sc * sc).add_(self.C2).unsqueeze(1)
         self.c1 = torch.tensor(self.C1, dtype=xc.dtype, device=xc.device)
 
+    def _call_kernels(self, fused) -> torch.Tensor:
+        """The fused image's box sums (exact, in the fast dtype) and the formula in float64, per image."""
+        kern, (xc, s, sc, s_sq_c1, var_c2) = self.kernels, self.planes
+        dtype = xc.dtype.type
+        out = torch.empty(fused.count, dtype=torch.float64)
+        for n, f in enumerate(fused.f.numpy()):
+            sums = kern.window_stats(f - dtype(CENTRE), xc[0], xc[1], (1.0,) * self.WIN)
+            total = kern.ssim_sums(sums, s, sc, s_sq_c1, var_c2, CENTRE * self.P, self.C1, self.C2, float(self.P))
+            out[n] = float(total.sum()) / (sums.shape[1] * sums.shape[2])
+        return out
+
     def __call__(self, fused):
+        if self.kernels is not None:
+            return self._call_kernels(fused)
         sums = box_sums_valid(fused.centred_maps, self.WIN)
         sc_f, ssc_f, sxc = sums[0], sums[1], sums[2:]
         s_f = sc_f + CENTRE * self.P
@@ -618,8 +748,31 @@ class _MSSSIM(_Metric):
             mu = stats[:2]
             var_c2 = torch.addcmul(stats[2:], mu, mu, value=-1).add_(self.C2)
             self.scales.append((c, mu.unsqueeze(1), var_c2.unsqueeze(1)))
+        self.kernels = _kernels(x.device)
+        if self.kernels is not None:
+            self.planes = [tuple(_planes(t) for t in entry) for entry in self.scales]
+
+    def _call_kernels(self, fused) -> torch.Tensor:
+        kern = self.kernels
+        dtype = np.dtype(str(self.dtype).removeprefix("torch.")).type
+        result = torch.ones(2, fused.count, dtype=torch.float64)
+        last = len(self.WEIGHTS) - 1
+        for n in range(fused.count):
+            f = fused.f[n : n + 1].to(self.dtype)
+            for level, weight in enumerate(self.WEIGHTS):
+                if level > 0:
+                    f = self._pool(f)
+                c_s, mu_s, var_s_c2 = self.planes[level]
+                c = np.ascontiguousarray((f[0] - CENTRE).numpy())
+                stats = kern.window_stats(c, c_s[0], c_s[1], self.TAPS)
+                total = kern.msssim_sums(stats, mu_s, var_s_c2, dtype(self.C1), dtype(self.C2), dtype(CENTRE), level == last)
+                value = torch.from_numpy(total / (stats.shape[1] * stats.shape[2]))
+                result[:, n] *= value.clamp_(min=0.0) ** weight
+        return result.sum(dim=0)
 
     def __call__(self, fused):
+        if self.kernels is not None:
+            return self._call_kernels(fused)
         f = fused.f.to(self.dtype)
         result = torch.ones(2, fused.count, dtype=torch.float64, device=f.device)
         last = len(self.WEIGHTS) - 1

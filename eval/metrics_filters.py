@@ -3,8 +3,10 @@ Gaussian windows and the zero-padded Sobel responses of Qabf. Tensors with any l
 
 Two backends for the separable filters, chosen by device:
 
-- CPU: OpenCV's ``sepFilter2D`` / ``boxFilter`` on each 2-D map (SIMD, float64 accumulation for float64
-  input), cropped to the 'valid' region: several times faster on CPU than banded GEMMs or torch's
+- CPU: the compiled 'valid' filter of ``fusedet.eval.metrics_kernels`` (only the outputs kept are computed,
+  strided ones included: 1.6x OpenCV's ``sepFilter2D`` in float32 and 2x in float64 at 576 x 768, 17 taps),
+  or OpenCV's ``sepFilter2D`` / ``boxFilter`` on each 2-D map cropped to the 'valid' region where numba is
+  missing (and for the 'same' filters); either is several times faster on CPU than banded GEMMs or torch's
   single-channel conv2d.
 - other devices (CUDA): banded matrix products. A 1-D 'valid' correlation with k taps is a product with a
   banded (Toeplitz) matrix; cutting the axis into blocks of b samples, output block j needs only input
@@ -23,7 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fusedet.eval import metrics_kernels
+
 BLOCK = 64  # samples per block; >= k - 1 for every window used here (17 at most)
+COMPILED = True  # False: OpenCV's filters for the CPU's 'valid' filters too (the tests compare the two)
 
 
 def matlab_gaussian_taps(size: int, sigma: float) -> tuple[float, ...]:
@@ -106,11 +111,12 @@ def filter2d_valid(x: torch.Tensor, taps: tuple[float, ...], stride: int = 1) ->
 
     With symmetric taps (all windows here) this equals 2-D convolution, e.g. ``scipy.signal.convolve2d(x,
     win, 'valid')``. ``stride=2`` keeps every second row and column from the first, i.e. ``[::2, ::2]``.
-    CPU tensors go through OpenCV's separable filter (SIMD, float64 accumulation for float64 input);
-    other devices through banded GEMMs. The result may be a strided view.
+    CPU tensors go through the compiled kernel (float32 or float64 sums in the input's dtype; OpenCV's
+    separable filter, which sums float64 input in float64, without numba); other devices through banded
+    GEMMs. The result may be a strided view.
     """
     if x.device.type == "cpu":
-        return _filter2d_opencv(x, taps, stride)
+        return _filter2d_cpu(x, taps, stride)
     return correlate_rows(correlate_last(x, taps, stride), taps, stride)
 
 
@@ -127,10 +133,14 @@ def _sep_filter_same_opencv(x: torch.Tensor, taps: tuple[float, ...]) -> torch.T
     return out
 
 
-def _filter2d_opencv(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> torch.Tensor:
+def _filter2d_cpu(x: torch.Tensor, taps: tuple[float, ...], stride: int) -> torch.Tensor:
     k, (h, w) = len(taps), x.shape[-2:]
     if h < k or w < k:
         raise ValueError(f"{w}x{h} image is smaller than the {k}x{k} window")
+    if COMPILED and metrics_kernels.AVAILABLE and x.dtype in (torch.float32, torch.float64):
+        maps = np.ascontiguousarray(x.detach().reshape(-1, h, w).numpy())
+        valid = torch.from_numpy(metrics_kernels.filter_valid(maps, taps, stride))
+        return valid.reshape(*x.shape[:-2], *valid.shape[-2:])
     out = _sep_filter_same_opencv(x, taps)
     half = k // 2
     valid = out[:, half : h - half, half : w - half][:, ::stride, ::stride]
@@ -156,8 +166,8 @@ def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     Returns the input's dtype (int32, float32 or float64); exact for integer-valued images whose window sums
     (and every partial sum) stay below 2**24 in float32 or fit the integer type. On CPU: OpenCV's separable
     filter with a window of ones for float input (about 1.7x faster than its box filter there, and exact
-    under that bound), OpenCV's unnormalised box filter (running sums) for integers; float64 banded GEMMs
-    elsewhere.
+    under that bound) or the compiled 'valid' filter with that window (the same bound), OpenCV's
+    unnormalised box filter (running sums) for integers; float64 banded GEMMs elsewhere.
     """
     if x.device.type != "cpu":
         return filter2d_valid(x.to(torch.float64), (1.0,) * size).round_().to(x.dtype)
@@ -165,7 +175,7 @@ def box_sums_valid(x: torch.Tensor, size: int) -> torch.Tensor:
     if h < size or w < size:
         raise ValueError(f"{w}x{h} image is smaller than the {size}x{size} window")
     if x.is_floating_point():
-        return _filter2d_opencv(x, (1.0,) * size, 1)
+        return _filter2d_cpu(x, (1.0,) * size, 1)
     src = x.detach().reshape(-1, h, w).numpy()
     out = torch.empty((src.shape[0], h, w), dtype=x.dtype)
     dst = out.numpy()

@@ -275,14 +275,21 @@ def test_matlab_gaussian_taps_are_fspecial():
 
 
 @pytest.mark.parametrize("taps", [mf.matlab_gaussian_taps(17, 3.4), mf.msssim_gaussian_taps(11, 1.5), (0.2, 0.5, 0.3)])
-def test_separable_filters_match_scipy_on_both_backends(taps):
-    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 83, 150)).astype(np.float64))
+@pytest.mark.parametrize("shape", [(2, 83, 150), (1, 30, 17)])
+def test_separable_filters_match_scipy_on_every_backend(monkeypatch, taps, shape):
+    """The CPU's compiled kernel and OpenCV route (float64 and float32), and the banded GEMMs of CUDA."""
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, shape).astype(np.float64))
     window = np.outer(taps, taps)
     for stride in (1, 2):
         expected = np.stack([convolve2d(m, window[::-1, ::-1], "valid")[::stride, ::stride] for m in x.numpy()])
-        opencv = mf.filter2d_valid(x, taps, stride)  # CPU: OpenCV
+        for compiled in (True, False):
+            monkeypatch.setattr(mf, "COMPILED", compiled)
+            cpu = mf.filter2d_valid(x, taps, stride)
+            np.testing.assert_allclose(cpu.numpy(), expected, rtol=1e-12, atol=1e-9)
+            single = mf.filter2d_valid(x.to(torch.float32), taps, stride)
+            assert single.dtype == torch.float32
+            np.testing.assert_allclose(single.numpy(), expected, rtol=2e-6, atol=1e-3)
         gemm = mf.correlate_rows(mf.correlate_last(x, taps, stride), taps, stride)  # the CUDA path
-        np.testing.assert_allclose(opencv.numpy(), expected, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(gemm.numpy(), expected, rtol=1e-12, atol=1e-9)
 
 
@@ -346,6 +353,7 @@ def test_gemm_backend_gives_the_same_metrics(monkeypatch, triplet):
 
     monkeypatch.setattr(fm, "filter2d_valid", gemm_filter)
     monkeypatch.setattr(fm, "box_sums_valid", gemm_box)
+    monkeypatch.setattr(fm, "KERNELS", False)  # the compiled kernels would bypass the filters
     got = compute_metrics(a, b, f)
     for m in METRIC_NAMES:  # float32 sums in another order: VIF's and MS-SSIM's float32 statistics differ most
         assert got[m] == pytest.approx(expected[m], rel=2e-5 if m in ("VIF", "MS-SSIM") else 1e-6), m
