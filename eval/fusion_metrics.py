@@ -483,7 +483,7 @@ class _VIF(_Metric):
 
     def _init_kernels(self, src) -> None:
         """The sources' terms of every scale through the compiled kernels, as the torch path computes them:
-        self.planes[s] = (A and B at that scale, their local means, variances + eps, weights), 2 x h x w
+        self.planes[s] = (A and B at that scale, their local means, 1 / (variances + eps), weights), 2 x h x w
         arrays; scale 1 in the fast dtype and centred at 128, the others float64."""
         kern = self.kernels
         x = src.stacked.numpy().astype(np.float64)  # 2 x H x W integers
@@ -494,10 +494,10 @@ class _VIF(_Metric):
                 x = kern.filter_valid(x, taps, stride=2)
             stats = kern.filter_valid(np.concatenate([x, x * x]), taps)
             dtype = (np.float32 if self.fast else np.float64) if s == 0 else np.float64
-            mu, var_eps, weight = (np.empty((2, *stats.shape[1:]), dtype) for _ in range(3))
+            mu, inv_var_eps, weight = (np.empty((2, *stats.shape[1:]), dtype) for _ in range(3))
             centre = CENTRE if s == 0 else 0.0
-            den += kern.vif_source_terms(stats, self.EPS, self.SIGMA_N2, centre, mu, var_eps, weight)
-            self.planes.append(((x - centre).astype(dtype), mu, var_eps, weight))
+            den += kern.vif_source_terms(stats, self.EPS, self.SIGMA_N2, centre, mu, inv_var_eps, weight)
+            self.planes.append(((x - centre).astype(dtype), mu, inv_var_eps, weight))
         self.den = (den / math.log(10.0)).tolist()
 
     def _terms(self, stats, mu1, var1_eps, weight, flat=None) -> torch.Tensor:
@@ -534,20 +534,20 @@ class _VIF(_Metric):
         num = torch.zeros(2, fused.count, dtype=torch.float64)
         no_flat = np.zeros((0, 0), np.bool_)
         for n, f in enumerate(fused.f.numpy()):
-            x, mu1, var1_eps, weight = self.planes[0]
+            x, mu1, inv_var1_eps, weight = self.planes[0]
             dtype = x.dtype.type  # float32 (the fast dtype), float64 where the tests ask for it
             constants = dtype(self.SIGMA_N2), dtype(self.EPS), dtype(self.FLAT_BELOW)
             stats = kern.window_stats(f.astype(dtype) - dtype(CENTRE), x[0], x[1], self.TAPS[0])
-            total, suspects = kern.vif_log_sums(stats, mu1, var1_eps, weight, no_flat, *constants)
+            total, suspects = kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, no_flat, *constants)
             flat = self._flat(fused.f[n : n + 1], self.SIZES[0]) if self.fast and suspects else None
             if flat is not None:  # some windows of F are constant: their terms are 0 exactly
-                total, _ = kern.vif_log_sums(stats, mu1, var1_eps, weight, flat[0].numpy(), *constants)
+                total, _ = kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, flat[0].numpy(), *constants)
             g = f.astype(np.float64)[None]
             for s in range(1, len(self.TAPS)):
                 g = kern.filter_valid(g, self.TAPS[s], stride=2)
-                x, mu1, var1_eps, weight = self.planes[s]
+                x, mu1, inv_var1_eps, weight = self.planes[s]
                 stats = kern.window_stats(g[0], x[0], x[1], self.TAPS[s])
-                total += kern.vif_log_sums(stats, mu1, var1_eps, weight, no_flat, self.SIGMA_N2, self.EPS, 0.0)[0]
+                total += kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, no_flat, self.SIGMA_N2, self.EPS, 0.0)[0]
             num[:, n] = torch.from_numpy(total)
         return num
 
@@ -675,11 +675,8 @@ class _SSIM(_Metric):
         sums = box_sums_valid(torch.cat([xc, xc * xc]), self.WIN)
         sc, ssc = sums[:2], sums[2:]
         self.kernels = _kernels(xc.device)
-        if self.kernels is not None:  # the exact box sums in float64, where the kernel computes the formula
-            sc, ssc = sc.to(torch.float64), ssc.to(torch.float64)
-            s = sc + CENTRE * self.P
-            terms = (s, sc, s * s + self.C1, ssc * self.P - sc * sc + self.C2)
-            self.planes = [_planes(xc), *(_planes(t) for t in terms)]
+        if self.kernels is not None:  # the exact box sums; the kernel computes the formula in float64
+            self.planes = [_planes(t) for t in (xc, sc, ssc)]
             return
         s = sc + CENTRE * self.P
         self.s = s.unsqueeze(1)  # 2 x 1 x h x w
@@ -690,12 +687,12 @@ class _SSIM(_Metric):
 
     def _call_kernels(self, fused) -> torch.Tensor:
         """The fused image's box sums (exact, in the fast dtype) and the formula in float64, per image."""
-        kern, (xc, s, sc, s_sq_c1, var_c2) = self.kernels, self.planes
+        kern, (xc, sc, ssc) = self.kernels, self.planes
         dtype = xc.dtype.type
         out = torch.empty(fused.count, dtype=torch.float64)
         for n, f in enumerate(fused.f.numpy()):
             sums = kern.window_stats(f - dtype(CENTRE), xc[0], xc[1], (1.0,) * self.WIN)
-            total = kern.ssim_sums(sums, s, sc, s_sq_c1, var_c2, CENTRE * self.P, self.C1, self.C2, float(self.P))
+            total = kern.ssim_sums(sums, sc, ssc, CENTRE * self.P, self.C1, self.C2, float(self.P))
             out[n] = float(total.sum()) / (sums.shape[1] * sums.shape[2])
         return out
 

@@ -161,11 +161,11 @@ def _log_sum(r, n):  # pragma: no cover - compiled
 
 
 @_kernel
-def vif_log_sums(stats, mu1, var1_eps, weight, flat, sigma_n2, eps, flat_below):  # pragma: no cover - compiled
+def vif_log_sums(stats, mu1, inv_var1_eps, weight, flat, sigma_n2, eps, flat_below):  # pragma: no cover - compiled
     """Per source s (A, B): sum over pixels of log(1 + ratio), the VIF numerator's terms (natural log).
 
-    stats: 4 x h x w = E[F], E[F^2], E[AF], E[BF]; mu1, var1_eps, weight: 2 x h x w (source means, variances
-    + eps, variance / (variance + eps)^2); flat: h x w, True where F is constant over the window (its
+    stats: 4 x h x w = E[F], E[F^2], E[AF], E[BF]; mu1, inv_var1_eps, weight: 2 x h x w (source means,
+    1 / (variance + eps), variance / (variance + eps)^2); flat: h x w, True where F is constant over the window (its
     statistics are then exactly 0), or a 0 x 0 array for none. ratio as ``_VIF``'s docstring gives it.
     Also returns how many windows (times two) have E[F^2] - E[F]^2 below `flat_below`: none means that no
     window of F is constant (a constant window's float32 variance is its rounding, far below 0.5)."""
@@ -183,7 +183,7 @@ def vif_log_sums(stats, mu1, var1_eps, weight, flat, sigma_n2, eps, flat_below):
                 var2 = stats[1, i, j] - mu2 * mu2
                 cov = max(stats[2 + s, i, j] - mu1[s, i, j] * mu2, zero)
                 cov_sq = cov * cov
-                sv = max(var2 + sigma_n2 - cov_sq / var1_eps[s, i, j], floor)
+                sv = max(var2 + sigma_n2 - cov_sq * inv_var1_eps[s, i, j], floor)
                 r[j] = 1.0 + np.float64(cov_sq * weight[s, i, j] / sv)
                 suspects += var2 < flat_below
             if use_flat:
@@ -195,10 +195,10 @@ def vif_log_sums(stats, mu1, var1_eps, weight, flat, sigma_n2, eps, flat_below):
 
 
 @_kernel
-def vif_source_terms(stats, eps, sigma_n2, centre, mu, var_eps, weight):  # pragma: no cover - compiled
+def vif_source_terms(stats, eps, sigma_n2, centre, mu, inv_var_eps, weight):  # pragma: no cover - compiled
     """VIF's per-source terms at one scale from stats = E[A], E[B], E[A^2], E[B^2] (4 x h x w, float64):
-    writes mu = E[S] - centre, var_eps = var + eps and weight = var / (var + eps)^2 (2 x h x w each, in their
-    own dtype; var = E[S^2] - E[S]^2 clipped at 0 and zeroed below eps, as ``_VIF`` does) and returns the
+    writes mu = E[S] - centre, inv_var_eps = 1 / (var + eps) and weight = var / (var + eps)^2 (2 x h x w
+    each, in their own dtype; var = E[S^2] - E[S]^2 clipped at 0 and zeroed below eps, as ``_VIF`` does) and returns the
     two denominators' sums of log(1 + var / sigma_n2) (natural log)."""
     h, w = stats.shape[1], stats.shape[2]
     r = np.empty(w, np.float64)
@@ -212,7 +212,7 @@ def vif_source_terms(stats, eps, sigma_n2, centre, mu, var_eps, weight):  # prag
                     var = 0.0
                 ve = var + eps
                 mu[s, i, j] = m - centre
-                var_eps[s, i, j] = ve
+                inv_var_eps[s, i, j] = 1.0 / ve
                 weight[s, i, j] = var / (ve * ve)
                 r[j] = 1.0 + var / sigma_n2
             total[s] += _log_sum(r, w)
@@ -254,12 +254,12 @@ def gradient_sums(f):  # pragma: no cover - compiled
 
 
 @_kernel
-def ssim_sums(sums, s_src, sc_src, s_sq_c1, var_c2, centre_p, c1, c2, p):  # pragma: no cover - compiled
+def ssim_sums(sums, sc_src, ssc_src, centre_p, c1, c2, p):  # pragma: no cover - compiled
     """Per source, the sum over windows of SSIM's luminance x structure terms from 7 x 7 box sums, in float64.
 
-    sums: 4 x h x w box sums of c, c^2, a_c c, b_c c (values centred at 128: c = F - 128; exact integers);
-    s_src, sc_src, s_sq_c1, var_c2: 2 x h x w float64 source terms as ``_SSIM`` builds them; centre_p =
-    128 p; c1, c2, p as there."""
+    sums: 4 x h x w box sums of c, c^2, a_c c, b_c c (values centred at 128: c = F - 128); sc_src, ssc_src:
+    2 x h x w box sums of a_c and a_c^2, b_c and b_c^2 (all exact integers); centre_p = 128 p; c1, c2, p as
+    ``_SSIM`` has them."""
     h, w = sums.shape[1], sums.shape[2]
     total = np.zeros(2)
     row = np.empty(w, np.float64)
@@ -268,10 +268,12 @@ def ssim_sums(sums, s_src, sc_src, s_sq_c1, var_c2, centre_p, c1, c2, p):  # pra
             for j in range(w):
                 sc_f = np.float64(sums[0, i, j])
                 s_f = sc_f + centre_p
-                lum = (2.0 * s_src[s, i, j] * s_f + c1) / (s_sq_c1[s, i, j] + s_f * s_f)
-                den = var_c2[s, i, j] - sc_f * sc_f + p * np.float64(sums[1, i, j])
-                cs = (2.0 * p * np.float64(sums[2 + s, i, j]) + c2 - 2.0 * sc_src[s, i, j] * sc_f) / den
-                row[j] = lum * cs
+                sc = np.float64(sc_src[s, i, j])
+                s_s = sc + centre_p
+                lum_den = s_s * s_s + c1 + s_f * s_f
+                cs_den = p * np.float64(ssc_src[s, i, j]) - sc * sc + c2 - sc_f * sc_f + p * np.float64(sums[1, i, j])
+                cs_num = 2.0 * p * np.float64(sums[2 + s, i, j]) + c2 - 2.0 * sc * sc_f
+                row[j] = (2.0 * s_s * s_f + c1) * cs_num / (lum_den * cs_den)  # one division: they bound the speed
             acc = 0.0
             for j in range(w):
                 acc += row[j]
