@@ -234,7 +234,37 @@ class _Fused:
 
     @cached_property
     def hist(self) -> torch.Tensor:
+        if self.counts is not None:
+            return self.counts[0]
         return torch.stack([_hist(u, x) for u, x in zip(self.u8, self.f, strict=True)])  # N x 256
+
+    @cached_property
+    def counts(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]] | None:
+        """Through the compiled kernels (None where they do not serve the device): the histograms of F
+        (N x 256, float64 counts), the joint entropies H(F, A) and H(F, B) in nats (2 x N) and the exact
+        moments (as :attr:`moments`), from one pass over each image."""
+        kern = _kernels(self.f.device)
+        if kern is None:
+            return None
+        n = self.f[0].numel()
+        hist = np.zeros((self.count, 256), np.int64)
+        joint_entropy = torch.empty(2, self.count, dtype=torch.float64)
+        moments = []
+        for i, f in enumerate(self.f.numpy()):
+            joint = np.zeros((2, 256, 256), np.int32)
+            moments.append(tuple(int(x) for x in kern.histograms(f, *self.src.u8, hist[i], joint)))
+            for s in range(2):
+                c = joint[s][joint[s] > 0].astype(np.float64)
+                # -sum p log p with p = c / n; not np.dot: its BLAS threads would spin beside the worker threads
+                joint_entropy[s, i] = math.log(n) - float((c * np.log(c)).sum()) / n
+        return torch.from_numpy(hist.astype(np.float64)), joint_entropy, moments
+
+    @cached_property
+    def joint_entropy(self) -> torch.Tensor:
+        """H(F, A) and H(F, B) in nats, 2 x N."""
+        if self.counts is not None:
+            return self.counts[1]
+        return _entropy(self.joint.view(2, self.count, -1), self.src.n)
 
     @cached_property
     def gradient_sums(self) -> list[tuple[float, float, float]] | None:
@@ -255,6 +285,8 @@ class _Fused:
     @cached_property
     def moments(self) -> list[tuple[int, int, int, int]]:
         """Per image, exact (sum F, sum F^2, sum AF, sum BF) as Python integers (from the histograms)."""
+        if self.counts is not None:
+            return self.counts[2]
         v = _LEVELS
         h = self.hist
         cross = (self.joint @ v) @ v  # 2 x N: sum over (f, s) of f * s * count
@@ -422,7 +454,7 @@ class _MI(_Metric):
         n = self.src.n
         h_f = _entropy(fused.hist, n)  # N
         h_s = _entropy(self.src.hist, n).view(2, 1)  # 2 x 1
-        h_fs = _entropy(fused.joint.view(2, fused.count, -1), n)  # 2 x N
+        h_fs = fused.joint_entropy  # 2 x N
         return torch.clamp(h_f + h_s - h_fs, min=0.0).sum(dim=0)
 
 
@@ -528,8 +560,8 @@ class _VIF(_Metric):
         return flat if bool(flat.any()) else None
 
     def _numerator_kernels(self, fused) -> torch.Tensor:
-        """The numerator sums (natural log), 2 x N, through the compiled kernels: scale 1 in float32 of
-        centred values as on the torch path, scales 2 to 4 in float64 (the downsampling too)."""
+        """The numerator sums (natural log), 2 x N, through the compiled kernels, as on the torch path: scale 1
+        in float32 of centred values, the first downsampling in float32, scales 2 to 4 in float64."""
         kern = self.kernels
         num = torch.zeros(2, fused.count, dtype=torch.float64)
         no_flat = np.zeros((0, 0), np.bool_)
@@ -542,9 +574,9 @@ class _VIF(_Metric):
             flat = self._flat(fused.f[n : n + 1], self.SIZES[0]) if self.fast and suspects else None
             if flat is not None:  # some windows of F are constant: their terms are 0 exactly
                 total, _ = kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, flat[0].numpy(), *constants)
-            g = f.astype(np.float64)[None]
+            g = f[None]  # the first downsampling in float32 (of integers), as on the torch path; float64 after
             for s in range(1, len(self.TAPS)):
-                g = kern.filter_valid(g, self.TAPS[s], stride=2)
+                g = kern.filter_valid(g, self.TAPS[s], stride=2).astype(np.float64, copy=False)
                 x, mu1, inv_var1_eps, weight = self.planes[s]
                 stats = kern.window_stats(g[0], x[0], x[1], self.TAPS[s])
                 total += kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, no_flat, self.SIGMA_N2, self.EPS, 0.0)[0]
@@ -754,14 +786,12 @@ class _MSSSIM(_Metric):
         dtype = np.dtype(str(self.dtype).removeprefix("torch.")).type
         result = torch.ones(2, fused.count, dtype=torch.float64)
         last = len(self.WEIGHTS) - 1
-        for n in range(fused.count):
-            f = fused.f[n : n + 1].to(self.dtype)
+        for n, f in enumerate(fused.f.numpy().astype(dtype, copy=False)):
             for level, weight in enumerate(self.WEIGHTS):
                 if level > 0:
-                    f = self._pool(f)
+                    f = kern.average_pool2(f, np.empty(((f.shape[0] + 1) // 2, (f.shape[1] + 1) // 2), f.dtype))
                 c_s, mu_s, var_s_c2 = self.planes[level]
-                c = np.ascontiguousarray((f[0] - CENTRE).numpy())
-                stats = kern.window_stats(c, c_s[0], c_s[1], self.TAPS)
+                stats = kern.window_stats(f - dtype(CENTRE), c_s[0], c_s[1], self.TAPS)
                 total = kern.msssim_sums(stats, mu_s, var_s_c2, dtype(self.C1), dtype(self.C2), dtype(CENTRE), level == last)
                 value = torch.from_numpy(total / (stats.shape[1] * stats.shape[2]))
                 result[:, n] *= value.clamp_(min=0.0) ** weight

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from fusedet.errors import InputError
+from fusedet.eval import metrics_kernels
 
 FLAT_SPAN = 1.0 / 16.0  # warn when (max - min) is under this fraction of the file's full range
 
@@ -61,6 +62,12 @@ def read_levels(path: str | os.PathLike) -> LevelImage:
         channels = image.shape[2]
         if channels in (1, 2):
             image = np.ascontiguousarray(image[:, :, 0])
+        elif channels in (3, 4) and image.dtype == np.uint8 and metrics_kernels.AVAILABLE:
+            plane = np.empty(image.shape[:2], np.uint8)
+            gray, lo, hi = metrics_kernels.gray_plane(image, plane)  # one pass instead of split, compare, minMaxLoc
+            if gray:
+                return LevelImage(path, plane, 8, (int(hi) - int(lo)) / 255.0)
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGB)
         elif channels in (3, 4):
             planes = cv2.split(image)
             if _equal(planes[0], planes[1]) and _equal(planes[1], planes[2]):

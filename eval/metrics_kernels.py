@@ -367,6 +367,73 @@ def qabf_sums(q, g_s):  # pragma: no cover - compiled
     return total
 
 
+@_kernel
+def gray_plane(image, plane):  # pragma: no cover - compiled
+    """For an H x W x C uint8 image (C = 3 or 4): whether its first three channels are equal everywhere and,
+    when they are, that channel written to `plane` (H x W) with its minimum and maximum, in one pass.
+    Returns (gray, minimum, maximum); (False, 0, 0) as soon as a pixel differs (plane then partly written)."""
+    h, w = plane.shape
+    lo = 255
+    hi = 0
+    for i in range(h):
+        same = True
+        for j in range(w):
+            v = image[i, j, 0]
+            same &= (image[i, j, 1] == v) & (image[i, j, 2] == v)
+            plane[i, j] = v
+            lo = min(lo, v)
+            hi = max(hi, v)
+        if not same:
+            return False, 0, 0
+    return True, lo, hi
+
+
+@_kernel
+def average_pool2(x, out):  # pragma: no cover - compiled
+    """pytorch_msssim's 2 x 2 average pooling of an H x W image (``F.avg_pool2d(x, 2, padding=[H % 2, W % 2])``:
+    an odd side gets a zero row or column on each end, count_include_pad); out is ceil(H / 2) x ceil(W / 2)."""
+    h, w = x.shape
+    top, left = h % 2, w % 2
+    zero = x[0, 0] - x[0, 0]
+    quarter = zero + np.float32(0.25)
+    for i in range(out.shape[0]):
+        r0 = 2 * i - top
+        for j in range(out.shape[1]):
+            c0 = 2 * j - left
+            s = zero
+            for r in range(r0, r0 + 2):
+                if 0 <= r < h:
+                    for c in range(c0, c0 + 2):
+                        if 0 <= c < w:
+                            s += x[r, c]
+            out[i, j] = s * quarter
+    return out
+
+
+@_kernel
+def histograms(f, a, b, hist, joint):  # pragma: no cover - compiled
+    """One pass over an H x W image F of integer levels 0..255 (float32) and the uint8 sources A and B: hist
+    (256, int64) += the histogram of F, joint (2 x 256 x 256, int32) += those of (F, A) and (F, B), first index
+    F. Returns the exact sums (sum F, sum F^2, sum AF, sum BF) as int64."""
+    h, w = f.shape
+    for i in range(h):
+        for j in range(w):
+            v = np.int32(f[i, j])
+            hist[v] += 1
+            joint[0, v, a[i, j]] += 1
+            joint[1, v, b[i, j]] += 1
+    sums = np.zeros(4, np.int64)
+    for v in range(256):
+        sums[0] += v * hist[v]
+        sums[1] += v * v * hist[v]
+        for s in range(2):
+            row = np.int64(0)
+            for u in range(256):
+                row += u * joint[s, v, u]
+            sums[2 + s] += v * row
+    return sums
+
+
 # --- calls from the metrics (numpy in, numpy out) -----------------------------------------------------
 
 
