@@ -232,6 +232,19 @@ class _Fused:
         torch.mul(centred[1], c, out=maps[3])
         return maps
 
+    def centred_array(self, n: int, dtype: type = np.float32) -> np.ndarray:
+        """Image `n` of a CPU batch as an H x W array F - 128 of `dtype` (float32 computed once and shared by
+        the metrics that filter it: VIF, SSIM, MS-SSIM)."""
+        if dtype is not np.float32:
+            return self.f[n].numpy().astype(dtype) - dtype(CENTRE)
+        if self._centred[n] is None:
+            self._centred[n] = self.f[n].numpy() - np.float32(CENTRE)
+        return self._centred[n]
+
+    @cached_property
+    def _centred(self) -> list[np.ndarray | None]:
+        return [None] * self.count
+
     @cached_property
     def hist(self) -> torch.Tensor:
         if self.counts is not None:
@@ -569,7 +582,7 @@ class _VIF(_Metric):
             x, mu1, inv_var1_eps, weight = self.planes[0]
             dtype = x.dtype.type  # float32 (the fast dtype), float64 where the tests ask for it
             constants = dtype(self.SIGMA_N2), dtype(self.EPS), dtype(self.FLAT_BELOW)
-            stats = kern.window_stats(f.astype(dtype) - dtype(CENTRE), x[0], x[1], self.TAPS[0])
+            stats = kern.window_stats(fused.centred_array(n, dtype), x[0], x[1], self.TAPS[0])
             total, suspects = kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, no_flat, *constants)
             flat = self._flat(fused.f[n : n + 1], self.SIZES[0]) if self.fast and suspects else None
             if flat is not None:  # some windows of F are constant: their terms are 0 exactly
@@ -722,8 +735,8 @@ class _SSIM(_Metric):
         kern, (xc, sc, ssc) = self.kernels, self.planes
         dtype = xc.dtype.type
         out = torch.empty(fused.count, dtype=torch.float64)
-        for n, f in enumerate(fused.f.numpy()):
-            sums = kern.window_stats(f - dtype(CENTRE), xc[0], xc[1], (1.0,) * self.WIN)
+        for n in range(fused.count):
+            sums = kern.box_stats(fused.centred_array(n, dtype), xc[0], xc[1], self.WIN)
             total = kern.ssim_sums(sums, sc, ssc, CENTRE * self.P, self.C1, self.C2, float(self.P))
             out[n] = float(total.sum()) / (sums.shape[1] * sums.shape[2])
         return out
@@ -791,7 +804,8 @@ class _MSSSIM(_Metric):
                 if level > 0:
                     f = kern.average_pool2(f, np.empty(((f.shape[0] + 1) // 2, (f.shape[1] + 1) // 2), f.dtype))
                 c_s, mu_s, var_s_c2 = self.planes[level]
-                stats = kern.window_stats(f - dtype(CENTRE), c_s[0], c_s[1], self.TAPS)
+                c = fused.centred_array(n, dtype) if level == 0 else f - dtype(CENTRE)
+                stats = kern.window_stats(c, c_s[0], c_s[1], self.TAPS)
                 total = kern.msssim_sums(stats, mu_s, var_s_c2, dtype(self.C1), dtype(self.C2), dtype(CENTRE), level == last)
                 value = torch.from_numpy(total / (stats.shape[1] * stats.shape[2]))
                 result[:, n] *= value.clamp_(min=0.0) ** weight

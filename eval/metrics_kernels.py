@@ -144,6 +144,46 @@ def _window_stats(c, a, b, taps, out):  # pragma: no cover - compiled
 
 
 @_kernel
+def _box_stats(c, a, b, window, out):  # pragma: no cover - compiled
+    """out[q] = sums over every k x k window inside the image ('valid') of c, c * c, a * c and b * c (H x W
+    arrays of integers), k = len(window) (a tuple, so that each k is its own compiled loop): column sums
+    kept as running sums (the row entering added, the row leaving subtracted), then k-term row sums. Exact
+    while every sum stays below 2**24 (float32) or 2**53."""
+    k = len(window)
+    height, width = c.shape
+    h_out, w_out = height - k + 1, width - k + 1
+    col = np.zeros((4, width), c.dtype)
+    for i in range(k - 1):
+        for j in range(width):
+            v = c[i, j]
+            col[0, j] += v
+            col[1, j] += v * v
+            col[2, j] += a[i, j] * v
+            col[3, j] += b[i, j] * v
+    for i in range(h_out):
+        bottom = i + k - 1
+        for j in range(width):
+            v = c[bottom, j]
+            col[0, j] += v
+            col[1, j] += v * v
+            col[2, j] += a[bottom, j] * v
+            col[3, j] += b[bottom, j] * v
+        for q in range(4):
+            for j in range(w_out):
+                s = col[q, j]
+                for t in range(1, k):
+                    s += col[q, j + t]
+                out[q, i, j] = s
+        for j in range(width):
+            v = c[i, j]
+            col[0, j] -= v
+            col[1, j] -= v * v
+            col[2, j] -= a[i, j] * v
+            col[3, j] -= b[i, j] * v
+    return out
+
+
+@_kernel
 def _log_sum(r, n):  # pragma: no cover - compiled
     """Sum of log(r[:n]) for r >= 1 (float64), one log per block of factors."""
     total = 0.0
@@ -445,6 +485,13 @@ def filter_valid(maps: np.ndarray, taps: tuple[float, ...], stride: int = 1) -> 
     out = np.empty((maps.shape[0], -(-(height - k + 1) // stride), -(-(width - k + 1) // stride)), maps.dtype)
     cast = maps.dtype.type
     return sep_filter_valid(maps, tuple(cast(t) for t in taps), stride, out)
+
+
+def box_stats(c: np.ndarray, a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
+    """4 x h x w sums over size x size windows ('valid') of c, c^2, a c and b c (C-contiguous H x W arrays of
+    integers, one dtype); exact under the bound of :func:`_box_stats`."""
+    out = np.empty((4, c.shape[0] - size + 1, c.shape[1] - size + 1), c.dtype)
+    return _box_stats(c, a, b, (1,) * size, out)
 
 
 def window_stats(c: np.ndarray, a: np.ndarray, b: np.ndarray, taps: tuple[float, ...]) -> np.ndarray:

@@ -85,12 +85,13 @@ def test_window_stats_and_strided_filter_against_convolve2d(k, stride, dtype):
     np.testing.assert_allclose(stats, expected, rtol=rtol, atol=1e-9 if dtype == np.float64 else 2.0)
 
 
-def test_box_sums_of_integers_are_exact_in_float32():
+@pytest.mark.parametrize("size", [7, 3])
+def test_box_sums_of_integers_are_exact_in_float32(size):
     c, a, b = (np.random.default_rng(s).integers(-128, 128, (30, 44)).astype(np.float32) for s in range(3))
-    got = mk.window_stats(c, a, b, (1.0,) * 7)
-    ones = np.ones((7, 7), np.int64)
+    ones = np.ones((size, size), np.int64)
     expected = np.stack([convolve2d(m.astype(np.int64), ones, "valid") for m in (c, c * c, a * c, b * c)])
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(mk.box_stats(c, a, b, size), expected)  # running sums
+    np.testing.assert_array_equal(mk.window_stats(c, a, b, (1.0,) * size), expected)  # the filter with ones
 
 
 def test_constant_windows_have_float32_variance_far_below_the_flat_threshold():
