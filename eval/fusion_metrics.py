@@ -900,7 +900,8 @@ class CddfusePairScorer:
             m: _IMPLEMENTATIONS[m](self._sources) for m in self.metrics if not (m == "MS-SSIM" and self.skip_msssim)
         }
 
-    def _fused(self, images: Images | Sequence[Images]) -> torch.Tensor:
+    def _fused(self, images: Images | Sequence[Images]) -> list[torch.Tensor]:
+        """Each fused image as H x W float32 levels on the device, its size checked against the pair's."""
         if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 3 and images.shape[2] not in (1, 3):
             images = list(images)  # N x H x W
         if isinstance(images, (torch.Tensor, np.ndarray)):
@@ -914,20 +915,21 @@ class CddfusePairScorer:
                     f"{self.shape[1]}x{self.shape[0]} (W x H)"
                 )
             out.append(g)
-        return torch.stack(out)
+        return out
 
     @torch.no_grad()
     def score(self, fused: Images | Sequence[Images]) -> list[dict[str, float]]:
         """Metrics of each fused image: a list of dicts (NaN for MS-SSIM on too small images)."""
-        f = self._fused(fused)
+        images = self._fused(fused)
         columns: dict[str, list[float]] = {}
-        for start in range(0, f.shape[0], self.batch):
-            chunk = _Fused(f[start : start + self.batch], self._sources)
+        for start in range(0, len(images), self.batch):
+            chunk = images[start : start + self.batch]
+            batch = _Fused(chunk[0].unsqueeze(0) if len(chunk) == 1 else torch.stack(chunk), self._sources)  # one: no copy
             for m, impl in self._impl.items():
-                columns.setdefault(m, []).extend(impl(chunk).tolist())
+                columns.setdefault(m, []).extend(impl(batch).tolist())
         if self.skip_msssim:
-            columns["MS-SSIM"] = [math.nan] * f.shape[0]
-        return [{m: float(columns[m][i]) for m in self.metrics} for i in range(f.shape[0])]
+            columns["MS-SSIM"] = [math.nan] * len(images)
+        return [{m: float(columns[m][i]) for m in self.metrics} for i in range(len(images))]
 
 
 def pair_scorer(convention: str, ir, vis, metrics=None, device=None, name: str = "pair"):

@@ -272,11 +272,10 @@ def gradient_sums(f):  # pragma: no cover - compiled
         for j in range(w - 1):
             d = np.float64(f[i, j + 1] - f[i, j])
             rows += d * d
-    for i in range(h - 1):
-        for j in range(w):
-            d = np.float64(f[i + 1, j] - f[i, j])
-            cols += d * d
-    for i in range(h):
+        if i < h - 1:
+            for j in range(w):
+                d = np.float64(f[i + 1, j] - f[i, j])
+                cols += d * d
         up = max(i - 1, 0)
         down = min(i + 1, h - 1)
         y_scale = 0.5 if 0 < i < h - 1 else 1.0
@@ -459,13 +458,16 @@ def histograms(f, a, b, hist, joint):  # pragma: no cover - compiled
     for i in range(h):
         for j in range(w):
             v = np.int32(f[i, j])
-            hist[v] += 1
             joint[0, v, a[i, j]] += 1
             joint[1, v, b[i, j]] += 1
     sums = np.zeros(4, np.int64)
     for v in range(256):
-        sums[0] += v * hist[v]
-        sums[1] += v * v * hist[v]
+        count = np.int64(0)  # the histogram of F: a row of either joint histogram summed
+        for u in range(256):
+            count += joint[0, v, u]
+        hist[v] += count
+        sums[0] += v * count
+        sums[1] += v * v * count
         for s in range(2):
             row = np.int64(0)
             for u in range(256):
