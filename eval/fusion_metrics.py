@@ -195,6 +195,11 @@ class _Sources:
         return (self.stacked - CENTRE).to(_fast_dtype(self.a.device))
 
     @cached_property
+    def centred_planes(self) -> np.ndarray:
+        """A - 128 and B - 128 as a C-contiguous 2 x H x W float32 array (CPU)."""
+        return np.ascontiguousarray((self.stacked - CENTRE).numpy())
+
+    @cached_property
     def hist(self) -> torch.Tensor:
         return torch.stack([_hist(u, x) for u, x in zip(self.u8, (self.a, self.b), strict=True)])  # 2 x 256
 
@@ -243,6 +248,19 @@ class _Fused:
 
     @cached_property
     def _centred(self) -> list[np.ndarray | None]:
+        return [None] * self.count
+
+    def product_maps(self, n: int) -> np.ndarray:
+        """Image `n` of a CPU batch as the 4 x H x W float32 maps c, c^2, (A - 128) c, (B - 128) c with
+        c = F - 128 (exact integers), formed once and filtered by VIF's scale 1 and MS-SSIM's first scale."""
+        if self._products[n] is None:
+            a, b = self.src.centred_planes
+            c = self.centred_array(n)
+            self._products[n] = metrics_kernels.products(c, a, b, np.empty((4, *c.shape), np.float32))
+        return self._products[n]
+
+    @cached_property
+    def _products(self) -> list[np.ndarray | None]:
         return [None] * self.count
 
     @cached_property
@@ -582,7 +600,10 @@ class _VIF(_Metric):
             x, mu1, inv_var1_eps, weight = self.planes[0]
             dtype = x.dtype.type  # float32 (the fast dtype), float64 where the tests ask for it
             constants = dtype(self.SIGMA_N2), dtype(self.EPS), dtype(self.FLAT_BELOW)
-            stats = kern.window_stats(fused.centred_array(n, dtype), x[0], x[1], self.TAPS[0])
+            if dtype is np.float32:  # the product maps MS-SSIM filters too
+                stats = kern.filter_valid(fused.product_maps(n), self.TAPS[0])
+            else:
+                stats = kern.window_stats(fused.centred_array(n, dtype), x[0], x[1], self.TAPS[0])
             total, suspects = kern.vif_log_sums(stats, mu1, inv_var1_eps, weight, no_flat, *constants)
             flat = self._flat(fused.f[n : n + 1], self.SIZES[0]) if self.fast and suspects else None
             if flat is not None:  # some windows of F are constant: their terms are 0 exactly
@@ -804,8 +825,11 @@ class _MSSSIM(_Metric):
                 if level > 0:
                     f = kern.average_pool2(f, np.empty(((f.shape[0] + 1) // 2, (f.shape[1] + 1) // 2), f.dtype))
                 c_s, mu_s, var_s_c2 = self.planes[level]
-                c = fused.centred_array(n, dtype) if level == 0 else f - dtype(CENTRE)
-                stats = kern.window_stats(c, c_s[0], c_s[1], self.TAPS)
+                if level == 0 and dtype is np.float32:  # the product maps VIF filters too
+                    stats = kern.filter_valid(fused.product_maps(n), self.TAPS)
+                else:
+                    c = fused.centred_array(n, dtype) if level == 0 else f - dtype(CENTRE)
+                    stats = kern.window_stats(c, c_s[0], c_s[1], self.TAPS)
                 total = kern.msssim_sums(stats, mu_s, var_s_c2, dtype(self.C1), dtype(self.C2), dtype(CENTRE), level == last)
                 value = torch.from_numpy(total / (stats.shape[1] * stats.shape[2]))
                 result[:, n] *= value.clamp_(min=0.0) ** weight
