@@ -45,6 +45,7 @@ from fusedet.events import Events, as_events
 VIEWS = {"cddfuse": cddfuse_levels, "vifb": vifb_array}
 JOURNAL_NAME = ".metrics_journal.jsonl"
 STAGE = "scoring pairs"
+HEAP_STEP = 256 * 2**20  # bytes; see fusedet.runtime.keep_freed_memory
 PathLike = str | os.PathLike
 
 
@@ -385,7 +386,7 @@ def score_plan(
     todo.sort(key=lambda stem: -math.prod(image_size(plan.pairs.ir_files[stem])))
     if dev.type == "cpu" and todo:
         # every pair allocates the same few dozen full-size maps: reused, they are not page-faulted in afresh
-        runtime.keep_freed_memory()
+        runtime.keep_freed_memory(heap_step=HEAP_STEP)
     with _threads_per_op(max(1, _cores() // workers) if dev.type == "cpu" else None):
         if dev.type == "cpu" and todo and "cddfuse" in {c.name for c in plan.conventions}:
             threading.Thread(target=_load_kernels, name="metrics-kernels", daemon=True).start()

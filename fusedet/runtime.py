@@ -158,8 +158,8 @@ def set_torch_threads(count: int) -> None:
 
 
 # glibc <malloc.h> mallopt parameters and their documented defaults (mallopt(3))
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_TOP_PAD, _DEFAULT_MMAP_MAX = 128 * 1024, 128 * 1024, 65536
 
 
 @functools.cache
@@ -172,7 +172,7 @@ def _mallopt() -> Callable[[int, int], int] | None:
         return None
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(heap_step: int = 0) -> bool:
     """Make glibc's malloc keep freed memory for reuse, for the rest of the session.
 
     A DMNet forward pass on a 480x640 pair allocates about 2 GB of short-lived tensors, most of them
@@ -186,11 +186,19 @@ def keep_freed_memory() -> bool:
     end malloc gets glibc's default thresholds back (mallopt(3)). Set FUSEDET_KEEP_FREED_MEMORY=0 to
     leave malloc alone.
 
+    `heap_step` (bytes, 0: glibc's 128 KiB) makes the heap grow in steps of at least that much (M_TOP_PAD).
+    The fusion metrics ask for 256 MiB: their worker threads' heaps then fault in half as many pages
+    (175 TNO triplets: 273k -> 137k minor page faults, `fusedet metrics` wall -3 %, median of 5 runs
+    alternated); the DMNet fuser does not ask (no gain measured).
+
     Returns whether the setting is in force (False outside a session, off Linux/glibc, or when disabled).
     """
     mallopt = _mallopt()
     if mallopt is None or not active() or os.environ.get("FUSEDET_KEEP_FREED_MEMORY", "1") == "0":
         return False
+    if heap_step > 0 and once("heap_step"):
+        mallopt(_M_TOP_PAD, int(heap_step))
+        on_exit(lambda: mallopt(_M_TOP_PAD, _DEFAULT_TOP_PAD))
     if not once("keep_freed_memory"):
         return True
     applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

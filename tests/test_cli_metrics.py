@@ -307,10 +307,10 @@ def test_library_call_reports_through_events_and_is_fusedet_score_folders(tno, m
     root, golden = tno
     assert fusedet.score_folders is score_folders
     asked = []  # on the CPU the run asks the session to keep freed memory for reuse (the maps of every pair)
-    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: asked.append(True) or False)
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda **kwargs: asked.append(kwargs) or False)
     events = RecordingEvents()
     run = fusedet.score_folders((root / "ir", root / "vi"), {"max": root / "max"}, metrics="VIF", events=events, workers=2, device="cpu")
-    assert asked == [True]
+    assert asked == [{"heap_step": 256 * 2**20}]
     assert events.calls[0] == ("start", "scoring pairs", 3) and events.calls[-1][0] == "finish"
     assert events.done("scoring pairs") == 3 and run.pairs == 3 and run.resumed == 0 and run.paths == []
     assert run.result.convention == "cddfuse" and run.differences is None
