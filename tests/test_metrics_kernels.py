@@ -127,3 +127,35 @@ def test_qabf_edges_are_the_sobel_responses():
     angle = torch.from_numpy(slope).atan_().numpy()
     expected = np.where(gx == 0, np.float32(math.pi / 2), np.arctan(gy / np.where(gx == 0, 1, gx)).astype(np.float32))
     np.testing.assert_allclose(angle, expected, rtol=0, atol=2e-7)
+
+
+def test_gray_plane_splits_gray_stored_as_rgb_and_refuses_colour():
+    rng = np.random.default_rng(5)
+    gray = rng.integers(3, 250, (20, 31)).astype(np.uint8)
+    for channels in (3, 4):
+        image = np.repeat(gray[:, :, None], channels, axis=2)
+        if channels == 4:
+            image[:, :, 3] = 255  # alpha is not looked at
+        plane = np.empty_like(gray)
+        assert mk.gray_plane(image, plane) == (True, gray.min(), gray.max())
+        np.testing.assert_array_equal(plane, gray)
+        image[7, 30, 1] += 1  # one pixel of colour
+        assert mk.gray_plane(image, np.empty_like(gray))[0] is False
+
+
+def test_the_warm_up_loads_every_kernel_a_real_pair_uses(shared_data):
+    """metrics_folders._load_kernels scores a small synthetic pair so that the kernels are read from numba's
+    cache before the first pair needs them: a real pair must need no other compiled variant."""
+    from fusedet.eval import metrics_folders
+
+    def variants():
+        return {name: len(fn.signatures) for name in dir(mk) if hasattr(fn := getattr(mk, name), "signatures")}
+
+    metrics_folders._load_kernels()
+    before = variants()
+    ir, vis = (cddfuse_gray(read_levels(shared_data / "tno" / side / "05.png").levels) for side in ("ir", "vi"))
+    fused = cddfuse_gray(read_levels(shared_data / "peers_tno" / "ifcnn" / "05.png").levels)
+    PairScorer(ir, vis, device="cpu").score([fused])
+    after = variants()
+    del before["gray_plane"], after["gray_plane"]  # reading the files (above) uses it, the scoring does not
+    assert after == before
