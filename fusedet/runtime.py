@@ -24,6 +24,11 @@ changes and puts it back when it ends, so a Python caller's process is left as i
   launch's key-value store, opened on first use and closed at the end (torch's default process
   group is never initialised).
 
+- **the end of a CLI process** (``exit_process``, called by the ``fusedet`` command, never by a library
+  call): once the command has returned, Python's exit handlers run and the streams are flushed, then the
+  process ends without the interpreter's teardown of its modules, which takes 0.4 s after ``import torch``
+  alone and 0.8 s with torchvision on 2 cores (every command paid it). FUSEDET_FAST_EXIT=0 keeps the usual exit.
+
 What remains global after a session, because it cannot be undone: OpenMP's waiting policy once torch
 has loaded under it, the choices ultralytics makes once when it is first imported (offline mode, no
 auto-install and the settings folder, if fusedet's session was the first to import it), ultralytics'
@@ -34,6 +39,7 @@ have been set.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ctypes.util
@@ -204,3 +210,21 @@ def keep_freed_memory(heap_step: int = 0) -> bool:
     applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     on_exit(lambda: (mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX), mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)))
     return applied
+
+
+def exit_process(code: int | str | None) -> None:
+    """End the process now with `code` (SystemExit's conventions: None is 0, a string is printed and 1),
+    after running the ``atexit`` handlers (multiprocessing's clean-up of worker processes, logging, the
+    finalizers of temporary folders) and flushing stdout and stderr, but without the interpreter's teardown
+    of modules and objects (``os._exit``): see the module docstring. With FUSEDET_FAST_EXIT=0 it raises
+    SystemExit(code) instead, the usual way out. For a process's entry point only: it never returns."""
+    if os.environ.get("FUSEDET_FAST_EXIT", "1") == "0":
+        raise SystemExit(code)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0)
