@@ -12,9 +12,10 @@ golden_fused (largest relative error printed), against the stored reference time
 ``--end-to-end``: the `fusedet metrics` command itself, as a user runs it (console script, --out, all
 eleven cddfuse metrics) on 175 triplets (7 methods: pixel-mean, pixel-max and the five of peers_tno),
 per triplet = (wall time - the import time of torch and fusedet's metrics modules) / 175, the import time
-measured in its own process. In the same run, side by side, the reference scorer (CDDFuse's
-``utils/Evaluator.py`` from the checkout given by --reference-repo, plus scikit-image's SSIM and
-pytorch_msssim's MS-SSIM, as golden_fused/README.md describes) scores a sample of the same triplets
+measured in its own process (which, like the command, ends without the interpreter's teardown). In the
+same run, side by side, the reference scorer (CDDFuse's ``utils/Evaluator.py`` from the checkout given by
+--reference-repo, plus scikit-image's SSIM and pytorch_msssim's MS-SSIM, as golden_fused/README.md
+describes) scores a sample of the same triplets
 (every pair once, the methods in turn; --reference-triplets 175 for all), reading included and imports
 left out. Prints both and the speed-up; the goal is >= 100x. Without --reference-repo the stored
 reference time is used and the line says so. The reference needs scikit-learn, scikit-image and
