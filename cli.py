@@ -13,7 +13,7 @@ import fusedet  # noqa: E402
 if Path(fusedet.__file__).resolve().parent == ROOT / "fusedet" and str(ROOT) not in fusedet.__path__:
     fusedet.__path__.append(str(ROOT))
 
-from fusedet.cli import main  # noqa: E402
+from fusedet.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -24,10 +24,11 @@ changes and puts it back when it ends, so a Python caller's process is left as i
   launch's key-value store, opened on first use and closed at the end (torch's default process
   group is never initialised).
 
-- **the end of a CLI process** (``exit_process``, called by the ``fusedet`` command, never by a library
-  call): once the command has returned, Python's exit handlers run and the streams are flushed, then the
-  process ends without the interpreter's teardown of its modules, which takes 0.4 s after ``import torch``
-  alone and 0.8 s with torchvision on 2 cores (every command paid it). FUSEDET_FAST_EXIT=0 keeps the usual exit.
+- **the end of a CLI process** (``exit_process``, called by the ``fusedet`` console script through
+  ``fusedet.cli.run``, never by a library call or ``fusedet.cli.main``): once the command has returned,
+  Python's exit handlers run and the streams are flushed, then the process ends without the interpreter's
+  teardown of its modules, which takes 0.4 s after ``import torch`` alone and 0.8 s with torchvision on
+  2 cores (every command paid it). FUSEDET_FAST_EXIT=0 keeps the usual exit.
 
 What remains global after a session, because it cannot be undone: OpenMP's waiting policy once torch
 has loaded under it, the choices ultralytics makes once when it is first imported (offline mode, no
@@ -212,19 +213,27 @@ def keep_freed_memory(heap_step: int = 0) -> bool:
     return applied
 
 
-def exit_process(code: int | str | None) -> None:
-    """End the process now with `code` (SystemExit's conventions: None is 0, a string is printed and 1),
-    after running the ``atexit`` handlers (multiprocessing's clean-up of worker processes, logging, the
-    finalizers of temporary folders) and flushing stdout and stderr, but without the interpreter's teardown
-    of modules and objects (``os._exit``): see the module docstring. With FUSEDET_FAST_EXIT=0 it raises
-    SystemExit(code) instead, the usual way out. For a process's entry point only: it never returns."""
+def exit_process(code: object = 0) -> None:
+    """End the process now with `code`, as SystemExit(code) would (None is 0, an int is the status, anything
+    else is printed to stderr and gives 1), after running the ``atexit`` handlers (multiprocessing's
+    clean-up of worker processes, logging, the finalizers of temporary folders) and flushing stdout and
+    stderr, but without the interpreter's teardown of modules and objects (``os._exit``): see the module
+    docstring. Output that cannot be flushed (a closed pipe, a full disk) gives status 120 and a line on
+    stderr where it can, as CPython's own exit does. With FUSEDET_FAST_EXIT=0 it raises SystemExit(code)
+    instead, the usual way out. For a process's entry point only (``fusedet.cli.run``): it never returns."""
     if os.environ.get("FUSEDET_FAST_EXIT", "1") == "0":
         raise SystemExit(code)
-    if isinstance(code, str):
+    if code is None:
+        code = 0
+    elif not isinstance(code, int) or isinstance(code, bool):
         print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
-    os._exit(code if isinstance(code, int) else 0)
+        except Exception as exc:  # noqa: BLE001 - any failure to write out is reported the same way
+            with contextlib.suppress(Exception):
+                os.write(2, f"Exception ignored while flushing {getattr(stream, 'name', 'a stream')}: {exc!r}\n".encode())
+            code = 120
+    os._exit(code)

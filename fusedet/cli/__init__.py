@@ -16,16 +16,22 @@ import fusedet.cli.compare_cmd  # noqa: E402,F401
 
 
 def main() -> None:
-    """Console-script entry point (also what `python cli.py` runs). The process ends through
-    ``fusedet.runtime.exit_process``: exit handlers run, streams are flushed, the interpreter's slow
-    teardown is skipped (FUSEDET_FAST_EXIT=0 keeps it). An unexpected exception keeps its traceback."""
+    """Run the command line in this process; it ends by raising SystemExit, as click does (for wrappers,
+    notebooks and tests that call it)."""
+    app(prog_name="fusedet")
+
+
+def run() -> None:
+    """The `fusedet` console script (and `python cli.py`): :func:`main`, then the process ends through
+    ``fusedet.runtime.exit_process`` (exit handlers run, streams are flushed, the interpreter's slow
+    teardown is skipped; FUSEDET_FAST_EXIT=0 keeps it). An unexpected exception keeps its traceback."""
     from fusedet import runtime
 
     try:
-        app(prog_name="fusedet")
+        main()
     except SystemExit as exc:
         runtime.exit_process(exc.code)
     runtime.exit_process(0)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
