@@ -1,9 +1,11 @@
 """Compiled CPU kernels of the cddfuse metrics' per-fused-image work (numba, compiled once per machine).
 
 On the CPU the fused image's windowed statistics (VIF's four Gaussian scales, SSIM's 7 x 7 box sums, MS-SSIM's
-11-tap Gaussian at five scales) and the pointwise formulas over them are memory-bound chains of a dozen torch
-or OpenCV passes over full-size maps. These kernels do each chain row by row, so that a row's statistics are
-still in the first-level cache when the formula reads them, and return the sums the metrics need:
+11-tap Gaussian at five scales) and the pointwise formulas over them were memory-bound chains of a dozen torch
+or OpenCV passes, each writing a full-size map. Here the filters keep their intermediate row in cache (and
+form the products they filter as they read them, or once per image for the maps two metrics share), and each
+metric's per-pixel formula and its sum are one pass over the statistics; the kernels return the sums the
+metrics need (37.8 -> 19.9 CPU-ms per 0.35-Mpixel TNO triplet, one thread, all eleven metrics):
 
 - :func:`products`: the four maps a metric filters, c, c^2, c a and c b (c the fused image, a and b the
   sources, as given: centred at 128 or not); :func:`window_stats` filters them as the vertical pass reads
