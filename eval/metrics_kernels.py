@@ -319,9 +319,9 @@ def ssim_sums(sums, sc_src, ssc_src, centre_p, c1, c2, p):  # pragma: no cover -
     ``_SSIM`` has them."""
     h, w = sums.shape[1], sums.shape[2]
     total = np.zeros(2)
-    row = np.empty(w, np.float64)
     for i in range(h):
         for s in range(2):
+            acc = 0.0
             for j in range(w):
                 sc_f = np.float64(sums[0, i, j])
                 s_f = sc_f + centre_p
@@ -330,10 +330,7 @@ def ssim_sums(sums, sc_src, ssc_src, centre_p, c1, c2, p):  # pragma: no cover -
                 lum_den = s_s * s_s + c1 + s_f * s_f
                 cs_den = p * np.float64(ssc_src[s, i, j]) - sc * sc + c2 - sc_f * sc_f + p * np.float64(sums[1, i, j])
                 cs_num = 2.0 * p * np.float64(sums[2 + s, i, j]) + c2 - 2.0 * sc * sc_f
-                row[j] = (2.0 * s_s * s_f + c1) * cs_num / (lum_den * cs_den)  # one division: they bound the speed
-            acc = 0.0
-            for j in range(w):
-                acc += row[j]
+                acc += (2.0 * s_s * s_f + c1) * cs_num / (lum_den * cs_den)  # one division: they bound the speed
             total[s] += acc
     return total
 
@@ -347,10 +344,10 @@ def msssim_sums(stats, mu_s, var_s_c2, c1, c2, centre, with_luminance):  # pragm
     the sources' centred means and variances + C2; as ``_MSSSIM`` computes them."""
     h, w = stats.shape[1], stats.shape[2]
     total = np.zeros(2)
-    row = np.empty(w, np.float64)
     two = stats[0, 0, 0] - stats[0, 0, 0] + np.float32(2)
     for i in range(h):
         for s in range(2):
+            acc = 0.0
             for j in range(w):
                 mu_f = stats[0, i, j]
                 var_f = stats[1, i, j] - mu_f * mu_f
@@ -360,10 +357,7 @@ def msssim_sums(stats, mu_s, var_s_c2, c1, c2, centre, with_luminance):  # pragm
                     a = mu_f + centre
                     b = m_s + centre
                     cs *= (two * a * b + c1) / (a * a + b * b + c1)
-                row[j] = np.float64(cs)
-            acc = 0.0
-            for j in range(w):
-                acc += row[j]
+                acc += np.float64(cs)
             total[s] += acc
     return total
 
