@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet import compiled_dtb
 from dmnet.dense import chain_sum
 from dmnet.kernels import conv1x1, conv_act, conv_mul, layer_norm_conv1x1, mix_channels_add
 
@@ -67,7 +68,7 @@ class MDTA(nn.Module):
         """MDTA(x), or MDTA(norm(x)) when ``norm`` is given (normalised and projected together);
         ``residual`` + that when ``residual`` is given (added as the output is written)."""
         b, c, h, w = x.shape
-        heads, d = self.heads, c // self.heads
+        heads = self.heads
         parts = (slice(0, 2 * c), slice(2 * c, 3 * c))  # [q, k] and v channels
         w_in, w_dw = self.qkv.weight, self.qkv_dwconv.weight
         if norm is None:
@@ -78,31 +79,41 @@ class MDTA(nn.Module):
         qk = pixels(qk)  # B x HW x 2C
         # the attention and W_out blockdiag(attn) (C x C per image) in float32 at least, autocast or not
         with torch.autocast(x.device.type, enabled=False):
-            acc = torch.promote_types(qk.dtype, torch.float32)
-            attn = torch.softmax(self._cosine(qk.to(acc), c) * self.temperature.to(acc), dim=-1)
-            w_out = self.project_out.weight.to(acc).flatten(1).view(c, heads, d).transpose(0, 1)  # heads C d
-            mix = (w_out @ attn).permute(0, 2, 1, 3).reshape(b, c, c)
+            qk = qk.to(torch.promote_types(qk.dtype, torch.float32))
+            if heads == 1:
+                mix = self.mixing(qk.transpose(1, 2) @ qk)  # [q k]^T [q k]: q.k products and squared norms
+            else:
+                mix = self._mix(*self._cosine_heads(qk, c))
         if residual is not None:
             return mix_channels_add(residual, v, mix)
         out = pixels(v) @ mix.transpose(1, 2).to(v.dtype)  # B x HW x C
         return out.unflatten(1, (h, w)).permute(0, 3, 1, 2)
 
-    def _cosine(self, qk: torch.Tensor, c: int) -> torch.Tensor:
-        """Cosine similarity of the q and k channel rows of each head, B x heads x d x d, from the
-        B x HW x 2C pixels of [q, k]."""
-        if self.heads == 1:
-            gram = qk.transpose(1, 2) @ qk  # [q k]^T [q k]: q.k products and squared norms
-            sq_norm = gram.diagonal(dim1=1, dim2=2)
-            q_norm, k_norm = sq_norm[:, :c].sqrt(), sq_norm[:, c:].sqrt()
-            dots = gram[:, None, :c, c:]
-        else:
-            q, k = (t.unflatten(-1, (self.heads, c // self.heads)).transpose(1, 2)  # B x heads x HW x d
-                    for t in (qk[..., :c], qk[..., c:]))
-            q_norm, k_norm = torch.linalg.vector_norm(q, dim=-2), torch.linalg.vector_norm(k, dim=-2)
-            dots = q.transpose(-2, -1) @ k
-        q_norm = q_norm.clamp_min(1e-12).view(dots.shape[:-1])  # F.normalize's eps
-        k_norm = k_norm.clamp_min(1e-12).view(dots.shape[:-2] + dots.shape[-1:])
-        return dots / (q_norm[..., :, None] * k_norm[..., None, :])
+    def mixing(self, gram: torch.Tensor) -> torch.Tensor:
+        """``W_out blockdiag(attn)``, B x C x C, from the B x 2C x 2C Gram matrix of the pixels of [q, k]
+        (its q.k products and squared norms): what :func:`dmnet.compiled_dtb.dtb_forward` hands back."""
+        c = gram.shape[-1] // 2
+        heads, d = self.heads, c // self.heads
+        norms = gram.diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)  # F.normalize's eps
+        dots = gram[:, :c, c:].unflatten(1, (heads, d)).unflatten(3, (heads, d)).diagonal(dim1=1, dim2=3)
+        return self._mix(dots.permute(0, 3, 1, 2), norms[:, :c].unflatten(1, (heads, d)),
+                         norms[:, c:].unflatten(1, (heads, d)))
+
+    def _cosine_heads(self, qk: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per head, the q.k products (B x heads x d x d) and the norms of q's and k's channel rows
+        (B x heads x d each), from the B x HW x 2C pixels of [q, k]."""
+        q, k = (t.unflatten(-1, (self.heads, c // self.heads)).transpose(1, 2)  # B x heads x HW x d
+                for t in (qk[..., :c], qk[..., c:]))
+        norms = (torch.linalg.vector_norm(t, dim=-2).clamp_min(1e-12) for t in (q, k))  # F.normalize's eps
+        return q.transpose(-2, -1) @ k, *norms
+
+    def _mix(self, dots: torch.Tensor, q_norm: torch.Tensor, k_norm: torch.Tensor) -> torch.Tensor:
+        """softmax(cosine * temperature) per head, with the output projection folded in: B x C x C."""
+        cosine = dots / (q_norm[..., :, None] * k_norm[..., None, :])
+        attn = torch.softmax(cosine * self.temperature.to(cosine.dtype), dim=-1)
+        b, heads, d, _ = attn.shape
+        w_out = self.project_out.weight.to(attn.dtype).flatten(1).view(heads * d, heads, d).transpose(0, 1)  # heads C d
+        return (w_out @ attn).permute(0, 2, 1, 3).reshape(b, heads * d, heads * d)
 
 
 class GDFN(nn.Module):
@@ -156,4 +167,6 @@ class DTB(nn.Module):
         self.omega = omega
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if compiled_dtb.supports(self, x):  # CPU inference of a small block: numba-compiled passes
+            return compiled_dtb.dtb_forward(self, x)
         return self.omega * chain_sum(self.layers, x)

@@ -1,0 +1,113 @@
+"""Scalar building blocks of DMNet's compiled CPU routes (numba): float32 erf and exp that vectorise,
+bfloat16 <-> float32 conversions, and the one switch for every compiled route.
+
+LLVM vectorises a loop over pixels only if every call in it can be vectorised; libm's ``expf`` and
+``erff`` cannot (numba has no vector math library here), so these are written out as polynomials:
+
+- :func:`exp32`: Cephes' ``expf`` (S. Moshier): x = n ln2 + r with ln2 in two parts, a degree-6
+  polynomial in r, then 2^n put into the exponent bits. Relative error below 4e-7 (3 ulp) on
+  [-87, 88], where it clamps (tests/test_compiled_math.py).
+- :func:`erf32`: x P(x^2) / Q(x^2) on [-4, 4] and +-1 outside, the rational approximation of Eigen's
+  ``generic_fast_erf_float`` and XLA's ``ErfImpl32``: absolute error below 5e-7 on the whole line.
+- :func:`bf16_to_f32` / :func:`f32_to_bf16`: bfloat16 values stored as uint16 (a torch bfloat16
+  tensor viewed as int16); the rounding is to nearest, ties to even, as torch's ``.to(torch.bfloat16)``
+  (finite values; NaN is not kept as NaN).
+
+``DMNET_COMPILED=0`` in the environment switches every compiled route off (:data:`AVAILABLE`); so does
+a Python without numba. The routes are then the torch code they replace, with the same results up to
+float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    import numba
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - numba is a dependency of fusedet; dmnet alone may lack it
+    numba = None
+
+NUMBA = numba is not None
+AVAILABLE = NUMBA and os.environ.get("DMNET_COMPILED", "1") != "0"
+
+
+def jit(fn):
+    """numba's nopython compilation as the compiled routes use it: the GIL released (the routes run
+    row bands on threads), fast-math (contraction into FMAs, reassociation), cached on disk. Without
+    numba the function is returned as it is (the routes are then off: :data:`AVAILABLE`)."""
+    return numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True)(fn) if NUMBA else fn
+
+
+if NUMBA:
+    @intrinsic
+    def _f32_from_bits(typingctx, bits):
+        """The float32 whose bits are the uint32 `bits` (an LLVM bitcast: no instruction)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return types.float32(types.uint32), codegen
+
+    @intrinsic
+    def _bits_from_f32(typingctx, value):
+        """The bits of the float32 `value` as a uint32."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+        return types.uint32(types.float32), codegen
+
+    _LOG2E = np.float32(1.0 / math.log(2.0))
+    _LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
+    _EXP = tuple(np.float32(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                         1.6666665459e-1, 5.0000001201e-1))
+    _ERF_P = tuple(np.float32(v) for v in (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                           -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                           -1.60960333262415e-02))
+    _ERF_Q = tuple(np.float32(v) for v in (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                           -7.37332916720468e-03, -1.42647390514189e-02))
+    _HALF, _ONE, _RSQRT2 = np.float32(0.5), np.float32(1.0), np.float32(1.0 / math.sqrt(2.0))
+
+    @jit
+    def exp32(x):
+        """exp of a float32 (Cephes expf), clamped to [-87, 88]."""
+        e0, e1, e2, e3, e4, e5 = _EXP
+        x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(x * _LOG2E + _HALF)
+        r = x - n * _LN2_HI - n * _LN2_LO
+        p = (((((e0 * r + e1) * r + e2) * r + e3) * r + e4) * r + e5) * r * r + r + _ONE
+        return p * _f32_from_bits(np.uint32(np.int32(n) + 127) << np.uint32(23))
+
+    @jit
+    def erf32(x):
+        """erf of a float32 (the rational approximation above)."""
+        p0, p1, p2, p3, p4, p5, p6 = _ERF_P
+        q0, q1, q2, q3, q4 = _ERF_Q
+        x = min(max(x, np.float32(-4.0)), np.float32(4.0))
+        x2 = x * x
+        p = ((((((p0 * x2 + p1) * x2 + p2) * x2 + p3) * x2 + p4) * x2 + p5) * x2 + p6)
+        q = ((((q0 * x2 + q1) * x2 + q2) * x2 + q3) * x2 + q4)
+        return x * p / q
+
+    @jit
+    def gelu32(x):
+        """GELU, the erf form (F.gelu's default): x (1 + erf(x / sqrt 2)) / 2."""
+        return _HALF * x * (_ONE + erf32(x * _RSQRT2))
+
+    @jit
+    def silu32(x):
+        """SiLU: x sigmoid(x) = x / (1 + exp(-x))."""
+        return x / (_ONE + exp32(-x))
+
+    @jit
+    def bf16_to_f32(stored):
+        """The float32 value of a bfloat16 stored as uint16 (exact)."""
+        return _f32_from_bits(np.uint32(stored) << np.uint32(16))
+
+    @jit
+    def f32_to_bf16(value):
+        """`value` rounded to bfloat16 (nearest, ties to even), as the uint16 that stores it."""
+        bits = _bits_from_f32(value)
+        return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
