@@ -18,7 +18,7 @@ keeping the intermediate rows in the cache:
 The formulas are those of :mod:`dmnet.transformer` (Restormer, Zamir et al. CVPR 2022; the DTB of the
 DMNet paper, Fig. 3), with the LayerNorm weight and bias folded into the following 1x1 convolution as
 the torch route does. Arithmetic is float32 with a different order of summation, and GELU's erf is a
-rational approximation (absolute error below 5e-7 on the whole line: ``compiled_math.erf32``), so outputs differ
+rational approximation (absolute error below 5e-7 on the whole line: ``compiled.erf32``), so outputs differ
 from the torch route by float32 rounding (tested against it and against a float64 evaluation).
 
 Each image is cut into row bands, one per thread (the GIL is released), so a batch of one pair uses both
@@ -28,25 +28,20 @@ kernels are compiled once per (channels, hidden channels) on first use and cache
 Used by :class:`dmnet.transformer.DTB` at inference on the CPU, for float32 channels-last inputs, one
 attention head and at most :data:`MAX_CHANNELS` channels (the ``lite`` preset), when numba is
 installed; everything else keeps the torch route. ``DMNET_COMPILED=0`` switches it off
-(:mod:`dmnet.compiled_math`).
+(:mod:`dmnet.compiled`).
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
-from dmnet.compiled_math import AVAILABLE, NUMBA, jit
+from dmnet.compiled import AVAILABLE, NUMBA, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16  # wider blocks (the paper preset: 64) keep oneDNN; the unrolled code grows as C x 3C
 
 if NUMBA:
-    from dmnet.compiled_math import gelu32
+    from dmnet.compiled import gelu32
 
 # The kernels take the channel counts as tuples of that length (`cs`: C, `hs`: the GDFN's hidden
 # channels): numba compiles one version per length, in which the channel loops have constant trip
@@ -173,14 +168,6 @@ def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, total, fir
                     total[o, out_row, j] += acc
 
 
-@functools.lru_cache(maxsize=1)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dmnet-compiled")
-
-
-os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
-
-
 def supports(dtb: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`dtb_forward` may run `dtb` on `x`: compiled route available, inference on the CPU
     (no autograd, no autocast), float32 channels-last 4-D input, one head, a Restormer-sized block."""
@@ -205,14 +192,6 @@ def _folded(norm, weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return _array(w * norm.weight.detach()[None, :]), _array(w @ norm.bias.detach())
 
 
-def _bands(images: int, height: int, threads: int) -> list[tuple[int, int, int]]:
-    """(image, first row, end row) work items: each image cut into the same number of row bands, so that
-    the items divide evenly among `threads` (one band per image when the batch alone does)."""
-    per_image = min(height, threads // math.gcd(images, threads))
-    edges = np.linspace(0, height, per_image + 1).round().astype(int)
-    return [(i, int(r0), int(r1)) for i in range(images) for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
-
-
 def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """``dtb(x)`` on the compiled route (see the module docstring); `x` B x C x H x W float32 channels-last
     on the CPU, :func:`supports` true. Returns a new channels-last tensor."""
@@ -220,14 +199,7 @@ def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
     hidden = dtb.layers[0].ffn.project_out.in_channels
     cs, hs = (0,) * c, (0,) * hidden  # the channel counts as tuple lengths (see the kernels)
     threads = max(1, threads or torch.get_num_threads())
-    items = _bands(b, height, threads)
-    pool = _pool(threads) if threads > 1 and len(items) > 1 else None
-
-    def run(kernel, jobs):
-        if pool is None:
-            return [kernel(*args) for args in jobs]
-        return list(pool.map(lambda args: kernel(*args), jobs))
-
+    items = row_bands(b, height, threads)
     cur = _array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
     total_t = torch.empty(x.shape, dtype=x.dtype)
     total = total_t.numpy()
@@ -237,7 +209,7 @@ def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
         w_in, b_in = _folded(layer.norm1, attn.qkv.weight)
         w_dw, eps = _array(attn.qkv_dwconv.weight[:, 0]), np.float32(layer.norm1.eps)
         grams = np.zeros((len(items), 2 * c, 2 * c), np.float64)
-        run(mdta_band, [(cur[i], r0, r1, w_in, b_in, w_dw, eps, v[i], grams[k], cs) for k, (i, r0, r1) in enumerate(items)])
+        run_bands(mdta_band, [(cur[i], r0, r1, w_in, b_in, w_dw, eps, v[i], grams[k], cs) for k, (i, r0, r1) in enumerate(items)], threads)
         gram = np.zeros((b, 2 * c, 2 * c), np.float64)
         for k, (i, _, _) in enumerate(items):
             gram[i] += grams[k]
@@ -246,7 +218,7 @@ def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
         w_dw, eps = _array(ffn.dwconv.weight[:, 0]), np.float32(layer.norm2.eps)
         w_out = _array(ffn.project_out.weight.flatten(1))
         nxt = np.empty_like(cur)
-        run(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, nxt[i], total[i], index == 0, cs, hs)
-                        for i, r0, r1 in items])
+        run_bands(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, nxt[i], total[i], index == 0, cs, hs)
+                        for i, r0, r1 in items], threads)
         cur = nxt
     return total_t.mul_(dtb.omega).contiguous(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet import compiled_dib
 from dmnet.dense import chain_sum
 from dmnet.kernels import conv1x1, conv_act
 
@@ -87,4 +88,6 @@ class DIB(nn.Module):
         self.psi = psi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if compiled_dib.supports(self, x):  # CPU inference of a small block: one compiled pass per layer
+            return compiled_dib.dib_forward(self, x)
         return self.psi * chain_sum(self.layers, x)

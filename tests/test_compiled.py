@@ -1,4 +1,4 @@
-"""The scalar building blocks of DMNet's compiled routes (dmnet/compiled_math.py) against math's
+"""The scalar building blocks of DMNet's compiled routes (dmnet/compiled.py) against math's
 float64 functions and torch's bfloat16 rounding."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmnet import compiled_math as cm
+from dmnet import compiled as cm
 
 pytestmark = pytest.mark.skipif(not cm.NUMBA, reason="numba not installed")
 

@@ -1,12 +1,12 @@
-"""Scalar building blocks of DMNet's compiled CPU routes (numba): float32 erf and exp that vectorise,
-bfloat16 <-> float32 conversions, and the one switch for every compiled route.
+"""What DMNet's compiled CPU routes (numba) share: the one switch for all of them, float32 erf and exp
+that vectorise, bfloat16 <-> float32 conversions, and running row bands of images on threads.
 
 LLVM vectorises a loop over pixels only if every call in it can be vectorised; libm's ``expf`` and
 ``erff`` cannot (numba has no vector math library here), so these are written out as polynomials:
 
 - :func:`exp32`: Cephes' ``expf`` (S. Moshier): x = n ln2 + r with ln2 in two parts, a degree-6
   polynomial in r, then 2^n put into the exponent bits. Relative error below 4e-7 (3 ulp) on
-  [-87, 88], where it clamps (tests/test_compiled_math.py).
+  [-87, 88], where it clamps (tests/test_compiled.py).
 - :func:`erf32`: x P(x^2) / Q(x^2) on [-4, 4] and +-1 outside, the rational approximation of Eigen's
   ``generic_fast_erf_float`` and XLA's ``ErfImpl32``: absolute error below 5e-7 on the whole line.
 - :func:`bf16_to_f32` / :func:`f32_to_bf16`: bfloat16 values stored as uint16 (a torch bfloat16
@@ -16,12 +16,19 @@ LLVM vectorises a loop over pixels only if every call in it can be vectorised; l
 ``DMNET_COMPILED=0`` in the environment switches every compiled route off (:data:`AVAILABLE`); so does
 a Python without numba. The routes are then the torch code they replace, with the same results up to
 float32 rounding.
+
+A route cuts each image of a batch into row bands (:func:`row_bands`) and runs its kernels on them on
+``torch.get_num_threads()`` threads (:func:`run_bands`; the kernels release the GIL), so one pair uses
+every core fusedet gives torch.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -111,3 +118,30 @@ if NUMBA:
         """`value` rounded to bfloat16 (nearest, ties to even), as the uint16 that stores it."""
         bits = _bits_from_f32(value)
         return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+def row_bands(images: int, height: int, threads: int) -> list[tuple[int, int, int]]:
+    """(image, first row, end row) work items: each image cut into the same number of row bands, so that
+    the items divide evenly among `threads` (one band per image when the batch alone does)."""
+    per_image = min(height, max(1, threads) // math.gcd(images, max(1, threads)))
+    edges = np.linspace(0, height, per_image + 1).round().astype(int)
+    return [(i, int(r0), int(r1)) for i in range(images) for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
+
+
+@functools.lru_cache(maxsize=1)
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dmnet-compiled")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the parent's threads
+
+
+def run_bands(kernel: Callable, jobs: Sequence[tuple], threads: int) -> None:
+    """``kernel(*args)`` for every tuple of `jobs`, on `threads` threads (in this thread for one thread or
+    one job); the first exception raised by a kernel is raised here."""
+    if threads <= 1 or len(jobs) <= 1:
+        for args in jobs:
+            kernel(*args)
+        return
+    for _ in _pool(threads).map(lambda args: kernel(*args), jobs):
+        pass
