@@ -14,7 +14,7 @@ The torch route makes about 30 passes over full-size maps per layer (and materia
 padding); this one reads x once and writes the output and the sum. Arithmetic is float32 in another
 order, exp is ``dmnet.compiled.exp32`` (3 ulp), so values equal the torch route's up to float32
 rounding (tests/test_compiled_dib.py). Images are cut into row bands run on threads, as in
-:mod:`dmnet.compiled_dtb`; a band recomputes the two rows above and below it that its pipeline needs.
+:mod:`dmnet.compiled_restormer`; a band recomputes the two rows above and below it that its pipeline needs.
 
 Used by :class:`dmnet.invertible.DIB` for CPU inference (no autograd, no autocast) on float32
 channels-last inputs of at least 2 x 2 pixels (reflection padding needs two) with at most
@@ -39,7 +39,7 @@ _ZERO, _SIX = np.float32(0.0), np.float32(6.0)
 @jit
 def _project(src, w, b, o, width, dst, relu6, ns):
     """dst[j] = b[o] + sum_i w[o, i] src[i, j] for j < width (ReLU6 of it when `relu6`), i < len(ns):
-    the channel count as a tuple's length, a compile-time constant (as in dmnet.compiled_dtb)."""
+    the channel count as a tuple's length, a compile-time constant (as in dmnet.compiled_restormer)."""
     for j in range(width):
         acc = b[o]
         for i in range(len(ns)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmnet import compiled_restormer
 from dmnet.config import DMNetConfig
 from dmnet.kernels import conv_act
 from dmnet.transformer import TransformerBlock
@@ -32,5 +33,9 @@ class Decoder(nn.Module):
         # self.head's 3x3 conv, LeakyReLU (slope 0.01), 3x3 conv, then the sigmoid, with each
         # activation fused into its conv where oneDNN can (dmnet.kernels.conv_act)
         conv1, _, conv2 = self.head
-        h = conv_act(self.blocks(features), conv1.weight, None, "leaky_relu", padding=1)
+        if compiled_restormer.supports(self.blocks, features):  # CPU inference: compiled passes
+            features = compiled_restormer.restormer_forward(self.blocks, features)
+        else:
+            features = self.blocks(features)
+        h = conv_act(features, conv1.weight, None, "leaky_relu", padding=1)
         return conv_act(h, conv2.weight, None, "sigmoid", padding=1)

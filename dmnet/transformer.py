@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmnet import compiled_dtb
+from dmnet import compiled_restormer
 from dmnet.dense import chain_sum
 from dmnet.kernels import conv1x1, conv_act, conv_mul, layer_norm_conv1x1, mix_channels_add
 
@@ -91,7 +91,7 @@ class MDTA(nn.Module):
 
     def mixing(self, gram: torch.Tensor) -> torch.Tensor:
         """``W_out blockdiag(attn)``, B x C x C, from the B x 2C x 2C Gram matrix of the pixels of [q, k]
-        (its q.k products and squared norms): what :func:`dmnet.compiled_dtb.dtb_forward` hands back."""
+        (its q.k products and squared norms): what :func:`dmnet.compiled_restormer.restormer_forward` hands back."""
         c = gram.shape[-1] // 2
         heads, d = self.heads, c // self.heads
         norms = gram.diagonal(dim1=-2, dim2=-1).sqrt().clamp_min(1e-12)  # F.normalize's eps
@@ -167,6 +167,6 @@ class DTB(nn.Module):
         self.omega = omega
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if compiled_dtb.supports(self, x):  # CPU inference of a small block: numba-compiled passes
-            return compiled_dtb.dtb_forward(self, x)
+        if compiled_restormer.supports(self.layers, x):  # CPU inference of a small block: compiled passes
+            return compiled_restormer.restormer_forward(self.layers, x, self.omega)
         return self.omega * chain_sum(self.layers, x)

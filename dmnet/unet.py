@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet import compiled_norm
 from dmnet.kernels import conv1x1, conv_bias_per_image, group_norm
 
 
@@ -67,9 +68,13 @@ class ResBlock(nn.Module):
         # and passes, the same gradients (tested)
         (norm1, _), conv1 = self.block1
         (norm2, _), dropout, conv2 = self.block2
-        h = conv_bias_per_image(F.silu(group_norm(x, norm1), inplace=True), conv1.weight, conv1.bias, self.emb(emb),
-                                padding=1)
-        h = conv2(dropout(F.silu(group_norm(h, norm2), inplace=True)))
+        if compiled_norm.supports(x, norm1):  # CPU inference: GroupNorm + SiLU compiled, the time embedding
+            h = conv1(compiled_norm.group_norm_silu(x, norm1))  # enters the second one (the same sum)
+            h = conv2(compiled_norm.group_norm_silu(h, norm2, self.emb(emb)))
+        else:
+            h = conv_bias_per_image(F.silu(group_norm(x, norm1), inplace=True), conv1.weight, conv1.bias,
+                                    self.emb(emb), padding=1)
+            h = conv2(dropout(F.silu(group_norm(h, norm2), inplace=True)))
         skip = self.skip
         return h.add_(conv1x1(x, skip.weight, skip.bias) if isinstance(skip, nn.Conv2d) else x)
 

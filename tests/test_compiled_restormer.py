@@ -1,4 +1,5 @@
-"""The compiled CPU route of the DTB (dmnet/compiled_dtb.py) equals the torch route and a float64
+"""The compiled CPU route of the Restormer blocks (dmnet/compiled_restormer.py: the DTB and the decoder's
+chain) equals the torch route and a float64
 evaluation of the same weights, at odd sizes, batch sizes and thread counts; it is taken exactly where
 it may be, and the rest of DMNet sees the same values."""
 
@@ -11,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from dmnet import DMNet, compiled_dtb
+from dmnet import DMNet, compiled_restormer
 from dmnet.transformer import DTB, MDTA
 
-pytestmark = pytest.mark.skipif(not compiled_dtb.AVAILABLE, reason="numba not installed: the torch route only")
+pytestmark = pytest.mark.skipif(not compiled_restormer.AVAILABLE, reason="numba not installed: the torch route only")
 CL = torch.channels_last
 
 
@@ -32,11 +33,11 @@ def _dtb(dim: int = 8, expansion: float = 2.0, layers: int = 3) -> DTB:
 
 
 def _torch_route(module, *args):
-    saved, compiled_dtb.AVAILABLE = compiled_dtb.AVAILABLE, False
+    saved, compiled_restormer.AVAILABLE = compiled_restormer.AVAILABLE, False
     try:
         return module(*args)
     finally:
-        compiled_dtb.AVAILABLE = saved
+        compiled_restormer.AVAILABLE = saved
 
 
 @pytest.mark.parametrize(("dim", "expansion", "shape", "threads"), [
@@ -48,13 +49,13 @@ def _torch_route(module, *args):
     (6, 2.0, (1, 1, 1), 2),      # one pixel: every neighbour is padding
     (8, 2.0, (1, 2, 3), 8),      # fewer rows than threads
 ])
-def test_compiled_dtb_equals_torch_route_and_float64(dim, expansion, shape, threads):
+def test_compiled_restormer_equals_torch_route_and_float64(dim, expansion, shape, threads):
     dtb = _dtb(dim, expansion)
     b, h, w = shape
     x = torch.randn(b, dim, h, w).contiguous(memory_format=CL)
     with torch.inference_mode():
-        assert compiled_dtb.supports(dtb, x)
-        out = compiled_dtb.dtb_forward(dtb, x, threads=threads)
+        assert compiled_restormer.supports(dtb.layers, x)
+        out = compiled_restormer.restormer_forward(dtb.layers, x, dtb.omega, threads=threads)
         ref = _torch_route(dtb, x)
         exact = _torch_route(_dtb(dim, expansion).double(), x.double())
     assert out.shape == x.shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=CL)
@@ -63,11 +64,11 @@ def test_compiled_dtb_equals_torch_route_and_float64(dim, expansion, shape, thre
     assert err < 2e-5 and err <= 4 * ref_err + 1e-6  # as close to float64 as the torch route, or closer
 
 
-def test_compiled_dtb_gives_the_same_values_whatever_the_bands():
+def test_compiled_restormer_gives_the_same_values_whatever_the_bands():
     dtb = _dtb()
     x = torch.randn(1, 8, 40, 30).contiguous(memory_format=CL)
     with torch.inference_mode():
-        outs = [compiled_dtb.dtb_forward(dtb, x, threads=t) for t in (1, 2, 3, 5)]
+        outs = [compiled_restormer.restormer_forward(dtb.layers, x, dtb.omega, threads=t) for t in (1, 2, 3, 5)]
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0], atol=1e-6, rtol=0)
 
@@ -76,16 +77,16 @@ def test_dtb_takes_the_compiled_route_only_where_it_may():
     dtb = _dtb()
     x = torch.randn(1, 8, 6, 6).contiguous(memory_format=CL)
     with torch.inference_mode():
-        assert compiled_dtb.supports(dtb, x)
-        assert not compiled_dtb.supports(dtb, x.contiguous())  # not channels-last
-        assert not compiled_dtb.supports(dtb, x.to(torch.bfloat16))
-        assert not compiled_dtb.supports(dtb, x.double())
+        assert compiled_restormer.supports(dtb.layers, x)
+        assert not compiled_restormer.supports(dtb.layers, x.contiguous())  # not channels-last
+        assert not compiled_restormer.supports(dtb.layers, x.to(torch.bfloat16))
+        assert not compiled_restormer.supports(dtb.layers, x.double())
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast computes in bf16: the torch route
-            assert not compiled_dtb.supports(dtb, x)
-        assert not compiled_dtb.supports(DTB(8, heads=2, ffn_expansion=2.0, layers=1, omega=1.0), x)
+            assert not compiled_restormer.supports(dtb.layers, x)
+        assert not compiled_restormer.supports(DTB(8, heads=2, ffn_expansion=2.0, layers=1, omega=1.0).layers, x)
         wide = torch.randn(1, 32, 4, 4).contiguous(memory_format=CL)
-        assert not compiled_dtb.supports(DTB(32, heads=1, ffn_expansion=2.0, layers=1, omega=1.0), wide)
-    assert not compiled_dtb.supports(dtb, x)  # autograd on: training keeps the torch route
+        assert not compiled_restormer.supports(DTB(32, heads=1, ffn_expansion=2.0, layers=1, omega=1.0).layers, wide)
+    assert not compiled_restormer.supports(dtb.layers, x)  # autograd on: training keeps the torch route
     # and with autograd the DTB still computes (and differentiates) through torch
     x.requires_grad_(True)
     dtb(x).square().sum().backward()
@@ -104,7 +105,7 @@ def test_mixing_from_the_gram_matrix_equals_the_per_head_path():
     torch.testing.assert_close(from_gram, per_head, atol=1e-12, rtol=1e-10)
 
 
-def test_lite_model_with_compiled_dtb_equals_the_torch_route():
+def test_lite_model_with_compiled_restormer_equals_the_torch_route():
     torch.manual_seed(0)
     model = DMNet.from_preset("lite").eval()
     ir, vis = torch.rand(1, 1, 45, 61), torch.rand(1, 1, 45, 61)
@@ -115,7 +116,7 @@ def test_lite_model_with_compiled_dtb_equals_the_torch_route():
 
 
 def test_environment_variable_switches_the_route_off():
-    code = "from dmnet import compiled_dtb; print(compiled_dtb.AVAILABLE)"
+    code = "from dmnet import compiled_restormer; print(compiled_restormer.AVAILABLE)"
     env = dict(os.environ, DMNET_COMPILED="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,5 @@
-"""A compiled CPU route for DMNet's dense transformer block (DTB) at inference: same results, fewer passes.
+"""A compiled CPU route for DMNet's Restormer blocks at inference (the DTB and the decoder's blocks): same
+results, fewer passes.
 
 On the CPU the DTB of the ``lite`` preset (8 channels at full resolution, five Restormer layers) is
 bound by memory traffic and per-call overheads, not by arithmetic: the torch route makes about 20
@@ -25,13 +26,16 @@ Each image is cut into row bands, one per thread (the GIL is released), so a bat
 cores; the depthwise convolutions of a band recompute the one row on either side they need. The
 kernels are compiled once per (channels, hidden channels) on first use and cached on disk by numba.
 
-Used by :class:`dmnet.transformer.DTB` at inference on the CPU, for float32 channels-last inputs, one
-attention head and at most :data:`MAX_CHANNELS` channels (the ``lite`` preset), when numba is
-installed; everything else keeps the torch route. ``DMNET_COMPILED=0`` switches it off
+Used by :class:`dmnet.transformer.DTB` (the layers' outputs summed, times omega) and by the decoder's
+chain of blocks (:class:`dmnet.decoder.Decoder`: the last block's output) at inference on the CPU, for
+float32 channels-last inputs, one attention head and at most :data:`MAX_CHANNELS` channels (the
+``lite`` preset), when numba is installed; everything else keeps the torch route. ``DMNET_COMPILED=0`` switches it off
 (:mod:`dmnet.compiled`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -168,14 +172,15 @@ def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, total, fir
                     total[o, out_row, j] += acc
 
 
-def supports(dtb: torch.nn.Module, x: torch.Tensor) -> bool:
-    """Whether :func:`dtb_forward` may run `dtb` on `x`: compiled route available, inference on the CPU
-    (no autograd, no autocast), float32 channels-last 4-D input, one head, a Restormer-sized block."""
+def supports(layers: Sequence[torch.nn.Module], x: torch.Tensor) -> bool:
+    """Whether :func:`restormer_forward` may run the TransformerBlocks `layers` on `x`: compiled route
+    available, inference on the CPU (no autograd, no autocast), float32 channels-last 4-D input, one head,
+    at most MAX_CHANNELS channels."""
     if not AVAILABLE or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or x.device.type != "cpu" \
             or x.dtype != torch.float32 \
-            or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or len(dtb.layers) == 0:
+            or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or len(layers) == 0:
         return False
-    layer = dtb.layers[0]
+    layer = layers[0]
     c = x.shape[1]
     return (c <= MAX_CHANNELS and layer.attn.heads == 1 and layer.norm1.weight.dtype == torch.float32
             and x.shape[2] >= 1 and x.shape[3] >= 1)
@@ -192,19 +197,21 @@ def _folded(norm, weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return _array(w * norm.weight.detach()[None, :]), _array(w @ norm.bias.detach())
 
 
-def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
-    """``dtb(x)`` on the compiled route (see the module docstring); `x` B x C x H x W float32 channels-last
-    on the CPU, :func:`supports` true. Returns a new channels-last tensor."""
+def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega: float | None = None,
+                      threads: int | None = None) -> torch.Tensor:
+    """The TransformerBlocks `layers` run in a chain on `x` (B x C x H x W float32 channels-last on the
+    CPU, :func:`supports` true): with `omega`, omega times the sum of every layer's output (the DTB);
+    without, the last layer's output. A new channels-last tensor."""
     b, c, height, width = x.shape
-    hidden = dtb.layers[0].ffn.project_out.in_channels
+    hidden = layers[0].ffn.project_out.in_channels
     cs, hs = (0,) * c, (0,) * hidden  # the channel counts as tuple lengths (see the kernels)
     threads = max(1, threads or torch.get_num_threads())
     items = row_bands(b, height, threads)
     cur = _array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
-    total_t = torch.empty(x.shape, dtype=x.dtype)
-    total = total_t.numpy()
+    total_t = torch.empty(x.shape, dtype=x.dtype) if omega is not None else None
+    total = total_t.numpy() if total_t is not None else None
     v = np.empty_like(cur)
-    for index, layer in enumerate(dtb.layers):
+    for index, layer in enumerate(layers):
         attn, ffn = layer.attn, layer.ffn
         w_in, b_in = _folded(layer.norm1, attn.qkv.weight)
         w_dw, eps = _array(attn.qkv_dwconv.weight[:, 0]), np.float32(layer.norm1.eps)
@@ -217,8 +224,11 @@ def dtb_forward(dtb: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
         w_in, b_in = _folded(layer.norm2, ffn.project_in.weight)
         w_dw, eps = _array(ffn.dwconv.weight[:, 0]), np.float32(layer.norm2.eps)
         w_out = _array(ffn.project_out.weight.flatten(1))
-        nxt = np.empty_like(cur)
-        run_bands(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, nxt[i], total[i], index == 0, cs, hs)
-                        for i, r0, r1 in items], threads)
+        nxt_t = torch.empty(x.shape, dtype=x.dtype)
+        nxt = nxt_t.numpy()
+        summed = total if omega is not None else nxt  # without a sum, the output is written twice
+        run_bands(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, nxt[i], summed[i],
+                               index == 0 or omega is None, cs, hs) for i, r0, r1 in items], threads)
         cur = nxt
-    return total_t.mul_(dtb.omega).contiguous(memory_format=torch.channels_last)
+    out = total_t.mul_(omega) if omega is not None else nxt_t
+    return out.contiguous(memory_format=torch.channels_last)
