@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmnet import compiled_csab
 from dmnet.kernels import conv_act
 
 
@@ -42,8 +43,11 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        max_pool = _global_max(x)
-        mixed_pool = 0.5 * x.mean(dim=(2, 3), keepdim=True) + 0.5 * max_pool
+        return self.from_pools(_global_max(x), x.mean(dim=(2, 3), keepdim=True))
+
+    def from_pools(self, max_pool: torch.Tensor, mean_pool: torch.Tensor) -> torch.Tensor:
+        """The attention map from the global max and mean pools (B x C x 1 x 1 each)."""
+        mixed_pool = 0.5 * mean_pool + 0.5 * max_pool
         return torch.sigmoid(self.mlp(max_pool) + self.mlp(mixed_pool))
 
 
@@ -70,5 +74,7 @@ class CSAB(nn.Module):
         self.spatial = SpatialAttention(kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if compiled_csab.supports(self, x):  # CPU inference: two compiled passes
+            return compiled_csab.csab_forward(self, x)
         x = x * self.channel(x)
         return x * self.spatial(x)
