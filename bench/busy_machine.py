@@ -10,7 +10,8 @@ command without them. Each variant sets the environment of the command:
 
 - ``default``:  torch's own thread count (all cores) and libgomp's default waiting (spin, then sleep);
 - ``passive``:  OMP_WAIT_POLICY=PASSIVE (threads waiting at a barrier sleep at once);
-- ``spin10k``:  GOMP_SPINCOUNT=10000 (libgomp spins 10k rounds instead of 300k before it sleeps);
+- ``spin10k``, ``spin30k``:  GOMP_SPINCOUNT=10000 or 30000 (libgomp spins that many rounds instead of
+                300k before it sleeps);
 - ``threads1``: OMP_NUM_THREADS=1;
 - ``fusedet``:  fusedet's policy (``fusedet.threads``): ``openmp_environment`` added to the
                 environment and ``torch_threads`` as OMP_NUM_THREADS, the settings fusedet's commands
@@ -44,7 +45,7 @@ MSRS = ROOT.parent / "shared" / "data" / "msrs"
 BUSY_LOOP = "import numpy as np\na = np.random.rand(300, 300)\nwhile True:\n    a = a @ a\n    a /= np.abs(a).max()\n"
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 VARIANTS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spin10k": {"GOMP_SPINCOUNT": "10000"},
-            "threads1": {"OMP_NUM_THREADS": "1"}, "fusedet": None}
+            "spin30k": {"GOMP_SPINCOUNT": "30000"}, "threads1": {"OMP_NUM_THREADS": "1"}, "fusedet": None}
 
 
 def start_competitors(n: int) -> list[subprocess.Popen]:

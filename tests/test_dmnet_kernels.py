@@ -17,6 +17,7 @@ from dmnet.kernels import (
     ACTIVATIONS,
     conv1x1,
     conv_act,
+    conv_add,
     conv_bias_per_image,
     conv_mul,
     fused_route,
@@ -271,6 +272,20 @@ def test_conv_mul_equals_depthwise_conv_times_other(dtype):
     with torch.inference_mode():
         fast = conv_mul(x, other, w, padding=1, groups=8)
     torch.testing.assert_close(fast, ref, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_conv_add_equals_conv_plus_other(dtype):
+    x, other = _x(2, 8, 7, 10, dtype=dtype), _x(2, 16, 7, 10, dtype=dtype)
+    w, b = torch.randn(16, 8, 3, 3, dtype=dtype), torch.randn(16, dtype=dtype)
+    ref = F.conv2d(x.double(), w.double(), b.double(), padding=1) + other.double()
+    with torch.inference_mode():
+        fast = conv_add(x, other, w, b, padding=1)
+    assert fast.dtype == dtype
+    if dtype == torch.bfloat16:  # one rounding of the float32 sum (the two-step form rounds twice)
+        assert ((fast.double() - ref).abs() <= ref.abs() * 2.0**-8 + 1e-2).all()
+    else:
+        torch.testing.assert_close(fast.double(), ref, **_tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
