@@ -1,5 +1,5 @@
 """What DMNet's compiled CPU routes (numba) share: the one switch for all of them, float32 erf and exp
-that vectorise, bfloat16 <-> float32 conversions, and running row bands of images on threads.
+that vectorise, and running row bands of images on threads.
 
 LLVM vectorises a loop over pixels only if every call in it can be vectorised; libm's ``expf`` and
 ``erff`` cannot (numba has no vector math library here), so these are written out as polynomials:
@@ -9,9 +9,6 @@ LLVM vectorises a loop over pixels only if every call in it can be vectorised; l
   [-87, 88], where it clamps (tests/test_compiled.py).
 - :func:`erf32`: x P(x^2) / Q(x^2) on [-4, 4] and +-1 outside, the rational approximation of Eigen's
   ``generic_fast_erf_float`` and XLA's ``ErfImpl32``: absolute error below 5e-7 on the whole line.
-- :func:`bf16_to_f32` / :func:`f32_to_bf16`: bfloat16 values stored as uint16 (a torch bfloat16
-  tensor viewed as int16); the rounding is to nearest, ties to even, as torch's ``.to(torch.bfloat16)``
-  (finite values; NaN is not kept as NaN).
 
 ``DMNET_COMPILED=0`` in the environment switches every compiled route off (:data:`AVAILABLE`); so does
 a Python without numba. The routes are then the torch code they replace, with the same results up to
@@ -59,13 +56,6 @@ if NUMBA:
             return builder.bitcast(args[0], ir.FloatType())
         return types.float32(types.uint32), codegen
 
-    @intrinsic
-    def _bits_from_f32(typingctx, value):
-        """The bits of the float32 `value` as a uint32."""
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(32))
-        return types.uint32(types.float32), codegen
-
     _LOG2E = np.float32(1.0 / math.log(2.0))
     _LN2_HI, _LN2_LO = np.float32(0.693359375), np.float32(-2.12194440e-4)
     _EXP = tuple(np.float32(v) for v in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
@@ -102,22 +92,6 @@ if NUMBA:
     def gelu32(x):
         """GELU, the erf form (F.gelu's default): x (1 + erf(x / sqrt 2)) / 2."""
         return _HALF * x * (_ONE + erf32(x * _RSQRT2))
-
-    @jit
-    def silu32(x):
-        """SiLU: x sigmoid(x) = x / (1 + exp(-x))."""
-        return x / (_ONE + exp32(-x))
-
-    @jit
-    def bf16_to_f32(stored):
-        """The float32 value of a bfloat16 stored as uint16 (exact)."""
-        return _f32_from_bits(np.uint32(stored) << np.uint32(16))
-
-    @jit
-    def f32_to_bf16(value):
-        """`value` rounded to bfloat16 (nearest, ties to even), as the uint16 that stores it."""
-        bits = _bits_from_f32(value)
-        return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
 
 def row_bands(images: int, height: int, threads: int) -> list[tuple[int, int, int]]:

@@ -29,7 +29,7 @@ import torch
 from dmnet.compiled import AVAILABLE, NUMBA, jit, row_bands, run_bands
 
 MAX_CHANNELS = 64
-TILE = 16  # pixels per row of the pooling loop (see dmnet.compiled_norm)
+TILE = 16  # pixels per row of the pooling loop: its inner loop then has unit stride and vectorises
 
 if NUMBA:
     from dmnet.compiled import exp32
