@@ -14,6 +14,11 @@ LLVM vectorises a loop over pixels only if every call in it can be vectorised; l
 a Python without numba. The routes are then the torch code they replace, with the same results up to
 float32 rounding.
 
+numba caches each kernel on disk keyed by its own source file: a kernel does not see a change of the
+functions it takes from this module until its own file changes. Installing another fusedet version
+rewrites every file, so nothing stale survives an upgrade; in a checkout, delete the ``*.nbi`` and
+``*.nbc`` files of ``dmnet/__pycache__`` after editing this module.
+
 A route cuts each image of a batch into row bands (:func:`row_bands`) and runs its kernels on them on
 ``torch.get_num_threads()`` threads (:func:`run_bands`; the kernels release the GIL), so one pair uses
 every core fusedet gives torch.
