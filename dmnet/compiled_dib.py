@@ -81,7 +81,8 @@ def coupling_band(x, r0, r1, w_mix, b_mix, e_phi, d_phi, p_phi, e_re, d_re, p_rh
     """Rows r0..r1-1 of one coupling layer on a C x H x W map `x` (C = len(cs) = 2 h, h = len(hs); k =
     len(ks) expanded channels): y_out = layer(x), total += y_out (or = when `first`). Weights as 2-D arrays
     (w_mix C x C, b_mix C; e_phi k x h, d_phi k x 3 x 3, p_phi h x k; e_re 2k x h and d_re 2k x 3 x 3 for
-    rho then eta; p_rho, p_eta h x k); zero_h, zero_k: zero biases of lengths h and k."""
+    rho then eta; p_rho, p_eta h x k); zero_h, zero_k: zeros (h and 2 k of them), the biases of the
+    convolutions that have none."""
     h, k = len(hs), len(ks)
     height, width = x.shape[1], x.shape[2]
     z1 = np.empty((3, h, width), np.float32)
