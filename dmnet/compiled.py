@@ -5,13 +5,15 @@ LLVM vectorises a loop over pixels only if every call in it can be vectorised; l
 ``erff`` cannot (numba has no vector math library here), so these are written out as polynomials:
 
 - :func:`exp32`: Cephes' ``expf`` (S. Moshier): x = n ln2 + r with ln2 in two parts, a degree-6
-  polynomial in r, then 2^n put into the exponent bits. Relative error below 4e-7 (3 ulp) on
-  [-87, 88], where it clamps (tests/test_compiled.py).
+  polynomial in r, then 2^n put into the exponent bits. Relative error below 3e-7 (4 ulp) on
+  [-87, 88]; outside it clamps (exp32(-inf) is about 1.6e-38, exp32(inf) about 1.6e38; fast-math
+  gives NaN inputs no defined result) (tests/test_compiled.py).
 - :func:`erf32`: x P(x^2) / Q(x^2) on [-4, 4] and +-1 outside, the rational approximation of Eigen's
   ``generic_fast_erf_float`` and XLA's ``ErfImpl32``: absolute error below 5e-7 on the whole line.
 
-``DMNET_COMPILED=0`` in the environment switches every compiled route off (:data:`AVAILABLE`); so does
-a Python without numba. The routes are then the torch code they replace, with the same results up to
+``DMNET_COMPILED=0`` in the environment switches every compiled route off (:data:`AVAILABLE`, which
+the routes read at every call: setting ``dmnet.compiled.AVAILABLE = False`` in a process does the same);
+so does a Python without numba. The routes are then the torch code they replace, with the same results up to
 float32 rounding.
 
 numba caches each kernel on disk keyed by its own source file: a kernel does not see a change of the

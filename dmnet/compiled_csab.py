@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmnet.compiled import AVAILABLE, NUMBA, jit, row_bands, run_bands
+from dmnet import compiled
+from dmnet.compiled import NUMBA, jit, row_bands, run_bands
 
 MAX_CHANNELS = 64
 TILE = 16  # pixels per row of the pooling loop: its inner loop then has unit stride and vectorises
@@ -106,7 +107,7 @@ def spatial_band(x, r0, r1, scale, w, bias, out, cs, ks):
 def supports(csab: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`csab_forward` may run `csab` on `x`: compiled route available, CPU inference (no
     autograd, no autocast), float32 channels-last 4-D input with at most MAX_CHANNELS channels."""
-    return (AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+    return (compiled.AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
             and x.is_contiguous(memory_format=torch.channels_last) and 0 < x.shape[1] <= MAX_CHANNELS
             and x.shape[2] * x.shape[3] > 0 and csab.spatial.conv.weight.dtype == torch.float32)

@@ -173,3 +173,18 @@ def group_norm(x: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
         weight, bias = (p.float() if p is not None else None for p in (norm.weight, norm.bias))
         return F.group_norm(x.float(), norm.num_groups, weight, bias, norm.eps).to(x.dtype)
     return norm(x)
+
+
+def downsample_conv(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a stride-2 convolution (the SR3 U-Net's downsampling).
+
+    oneDNN, as torch 2.14.1 ships it, computes a bfloat16 channels-last stride-2 convolution wrongly when
+    the input is 1 or 2 pixels wide and 9 or more tall: values off by 1-2, NaN or 1e38, changing from call
+    to call (found with 3 x 32 x 14 x 2 inputs; widths 3 and more and all stride-1 convolutions are
+    right). DMNet's U-Net meets such inputs at its deeper levels for images up to 16 pixels wide in
+    ``mixed`` precision. Inputs with a side of 2 pixels or less are therefore convolved in float32 on the
+    CPU and cast back (they are tiny); everything else is ``conv(x)`` (tests/test_dmnet_kernels.py)."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and min(x.shape[-2:]) <= 2:
+        bias = conv.bias.float() if conv.bias is not None else None
+        return F.conv2d(x.float(), conv.weight.float(), bias, conv.stride, conv.padding).to(x.dtype)
+    return conv(x)

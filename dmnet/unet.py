@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmnet.kernels import conv1x1, conv_add, conv_bias_per_image, group_norm
+from dmnet.kernels import conv1x1, conv_add, conv_bias_per_image, downsample_conv, group_norm
 
 
 class TimeEmbedding(nn.Module):
@@ -193,7 +193,7 @@ class SR3UNet(nn.Module):
                 h = blk(h, emb)
                 skips.append(h)
             if level < self.levels - 1:
-                h = self.downsamples[level](h)
+                h = downsample_conv(self.downsamples[level], h)
                 skips.append(h)
         for blk in self.mid:
             h = blk(h, emb)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from dmnet import compiled as dmnet_compiled
 from dmnet.checkpoint import read_checkpoint, save_checkpoint
 from dmnet.kernels import ONEDNN_BF16
 from fusedet import __version__, runtime
@@ -130,8 +131,10 @@ class DMNetFuser(Fuser):
         return self
 
     def cache_key(self) -> str:
-        # the package version too: a release may change the model code's arithmetic
-        return f"dmnet-{self.sha256[:16]}-{self.precision}-v{__version__}"
+        # the package version too: a release may change the model code's arithmetic; "-eager" when dmnet's
+        # compiled CPU routes are switched off (DMNET_COMPILED=0): fused bytes may then differ by a grey level
+        eager = "-eager" if self.device.type == "cpu" and not dmnet_compiled.AVAILABLE else ""
+        return f"dmnet-{self.sha256[:16]}-{self.precision}{eager}-v{__version__}"
 
     def provenance(self) -> dict:
         return {

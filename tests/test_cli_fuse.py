@@ -169,6 +169,11 @@ def test_dmnet_fuser_spec_and_cache_key(weights, monkeypatch):
     assert isinstance(fuser, DMNetFuser) and fuser.summary == {"note": "untrained"}
     assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32-v{fusedet.__version__}"
     assert DMNetFuser(weights, precision="bf16").cache_key().endswith(f"-bf16-v{fusedet.__version__}")
+    from dmnet import compiled  # the compiled CPU routes switched off: their fusions never share a cache entry
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compiled, "AVAILABLE", False)
+        assert fuser.cache_key() == f"dmnet-{fuser.sha256[:16]}-fp32-eager-v{fusedet.__version__}"
     ir, vis = torch.rand(2, 1, 20, 24), torch.rand(2, 1, 20, 24)
     out = fuser.fuse(ir, vis)
     assert out.shape == (2, 1, 20, 24) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1

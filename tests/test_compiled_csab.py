@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dmnet import compiled_csab
+from dmnet import compiled, compiled_csab
 from dmnet.attention import CSAB
 
-pytestmark = pytest.mark.skipif(not compiled_csab.AVAILABLE, reason="numba not installed: the torch route only")
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba not installed: the torch route only")
 CL = torch.channels_last
 
 
@@ -22,11 +22,11 @@ def _csab(dim: int, kernel: int = 7) -> CSAB:
 
 
 def _torch_route(module, x):
-    saved, compiled_csab.AVAILABLE = compiled_csab.AVAILABLE, False
+    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
     try:
         return module(x)
     finally:
-        compiled_csab.AVAILABLE = saved
+        compiled.AVAILABLE = saved
 
 
 @pytest.mark.parametrize(("dim", "kernel", "shape", "threads"), [

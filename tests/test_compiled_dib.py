@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dmnet import compiled_dib
+from dmnet import compiled, compiled_dib
 from dmnet.invertible import DIB
 
-pytestmark = pytest.mark.skipif(not compiled_dib.AVAILABLE, reason="numba not installed: the torch route only")
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba not installed: the torch route only")
 CL = torch.channels_last
 
 
@@ -24,11 +24,11 @@ def _dib(dim: int = 8, expansion: int = 2, layers: int = 3) -> DIB:
 
 
 def _torch_route(module, x):
-    saved, compiled_dib.AVAILABLE = compiled_dib.AVAILABLE, False
+    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
     try:
         return module(x)
     finally:
-        compiled_dib.AVAILABLE = saved
+        compiled.AVAILABLE = saved
 
 
 @pytest.mark.parametrize(("dim", "expansion", "shape", "threads"), [

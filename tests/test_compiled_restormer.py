@@ -12,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from dmnet import DMNet, compiled_restormer
+from dmnet import DMNet, compiled, compiled_restormer
 from dmnet.transformer import DTB, MDTA
 
-pytestmark = pytest.mark.skipif(not compiled_restormer.AVAILABLE, reason="numba not installed: the torch route only")
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba not installed: the torch route only")
 CL = torch.channels_last
 
 
@@ -33,11 +33,11 @@ def _dtb(dim: int = 8, expansion: float = 2.0, layers: int = 3) -> DTB:
 
 
 def _torch_route(module, *args):
-    saved, compiled_restormer.AVAILABLE = compiled_restormer.AVAILABLE, False
+    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
     try:
         return module(*args)
     finally:
-        compiled_restormer.AVAILABLE = saved
+        compiled.AVAILABLE = saved
 
 
 @pytest.mark.parametrize(("dim", "expansion", "shape", "threads"), [
@@ -116,7 +116,7 @@ def test_lite_model_with_compiled_restormer_equals_the_torch_route():
 
 
 def test_environment_variable_switches_the_route_off():
-    code = "from dmnet import compiled_restormer; print(compiled_restormer.AVAILABLE)"
+    code = "from dmnet import compiled; print(compiled.AVAILABLE)"
     env = dict(os.environ, DMNET_COMPILED="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
