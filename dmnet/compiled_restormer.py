@@ -13,8 +13,8 @@ keeping the intermediate rows in the cache:
   temperature, softmax), with MDTA's output projection folded in (:meth:`MDTA.mixing`, shared with
   the torch route);
 - pass 2: y = x + mix(v) (MDTA's output and the residual), then the GDFN on LayerNorm(y): 1x1 conv ->
-  depthwise 3x3 -> GELU(x1) * x2 -> 1x1 conv, + y; the layer's output is written and added to the
-  block's running sum.
+  depthwise 3x3 -> GELU(x1) * x2 -> 1x1 conv, + y; the layer's output is written (every layer's is kept),
+  and the DTB's last layer also writes omega x the sum of them all, channels-last, in the same pass.
 
 The formulas are those of :mod:`dmnet.transformer` (Restormer, Zamir et al. CVPR 2022; the DTB of the
 DMNet paper, Fig. 3), with the LayerNorm weight and bias folded into the following 1x1 convolution as
@@ -127,9 +127,10 @@ def mdta_band(x, r0, r1, w_in, b_in, w_dw, eps, v_out, gram, cs):
             gram[i, k] = gram[k, i]
 
 @jit
-def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, total, first, cs, hs):
-    """Rows r0..r1-1 of C x H x W maps: y = x + mix v, y_out = y + GDFN(LN(y)), total += y_out (or =
-    when `first`)."""
+def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, earlier, total, scale, cs, hs):
+    """Rows r0..r1-1 of C x H x W maps: y = x + mix v, y_out = y + GDFN(LN(y)). When `total` has rows
+    (H x W x C, channels-last: the DTB's last layer), also total = scale (sum of the maps of `earlier`,
+    L x C x H x W, in order, + y_out): the block's sum, written once."""
     c, hidden = len(cs), len(hs)
     height, width = x.shape[1], x.shape[2]
     ring = np.zeros((3, 2 * hidden, width + 2), np.float32)
@@ -137,6 +138,7 @@ def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, total, fir
     n = np.empty((c, width), np.float32)
     a = np.empty(width, np.float32)
     g = np.empty((hidden, width), np.float32)
+    s = np.empty(width, np.float32)
     rows = np.empty(3, np.int64)
     for r in range(r0 - 1, r1 + 1):
         slot = (r + 3) % 3
@@ -167,10 +169,22 @@ def gdfn_band(x, v, mix, r0, r1, w_in, b_in, w_dw, w_out, eps, y_out, total, fir
                 for k in range(hidden):
                     acc += w_out[o, k] * g[k, j]
                 y_out[o, out_row, j] = acc
-                if first:
-                    total[o, out_row, j] = acc
-                else:
-                    total[o, out_row, j] += acc
+        if total.shape[0] == 0:
+            continue
+        for o in range(c):
+            if earlier.shape[0] == 0:
+                for j in range(width):
+                    s[j] = y_out[o, out_row, j]
+            else:
+                for j in range(width):
+                    s[j] = earlier[0, o, out_row, j]
+                for m in range(1, earlier.shape[0]):
+                    for j in range(width):
+                        s[j] += earlier[m, o, out_row, j]
+                for j in range(width):
+                    s[j] += y_out[o, out_row, j]
+            for j in range(width):
+                total[out_row, j, o] = scale * s[j]
 
 
 def supports(layers: Sequence[torch.nn.Module], x: torch.Tensor) -> bool:
@@ -208,10 +222,12 @@ def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega:
     cs, hs = (0,) * c, (0,) * hidden  # the channel counts as tuple lengths (see the kernels)
     threads = max(1, threads or torch.get_num_threads())
     items = row_bands(b, height, threads)
+    # every layer's output kept (B x L x C x H x W): the DTB's last layer sums them as it writes its own
+    outputs = np.empty((b, len(layers), c, height, width), np.float32)
+    v = np.empty((b, c, height, width), np.float32)
+    out_t = torch.empty(x.shape, dtype=x.dtype).contiguous(memory_format=torch.channels_last)
+    none_total = np.empty((0, width, c), np.float32)
     cur = _array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
-    total_t = torch.empty(x.shape, dtype=x.dtype) if omega is not None else None
-    total = total_t.numpy() if total_t is not None else None
-    v = np.empty_like(cur)
     for index, layer in enumerate(layers):
         attn, ffn = layer.attn, layer.ffn
         w_in, b_in = _folded(layer.norm1, attn.qkv.weight)
@@ -225,11 +241,13 @@ def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega:
         w_in, b_in = _folded(layer.norm2, ffn.project_in.weight)
         w_dw, eps = _array(ffn.dwconv.weight[:, 0]), np.float32(layer.norm2.eps)
         w_out = _array(ffn.project_out.weight.flatten(1))
-        nxt_t = torch.empty(x.shape, dtype=x.dtype)
-        nxt = nxt_t.numpy()
-        summed = total if omega is not None else nxt  # without a sum, the output is written twice
-        run_bands(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, nxt[i], summed[i],
-                               index == 0 or omega is None, cs, hs) for i, r0, r1 in items], threads)
-        cur = nxt
-    out = total_t.mul_(omega) if omega is not None else nxt_t
-    return out.contiguous(memory_format=torch.channels_last)
+        summing = omega is not None and index == len(layers) - 1
+        total = out_t.permute(0, 2, 3, 1).numpy() if summing else None  # B x H x W x C views
+        scale = np.float32(omega if summing else 1.0)
+        run_bands(gdfn_band, [(cur[i], v[i], mix[i], r0, r1, w_in, b_in, w_dw, w_out, eps, outputs[i, index],
+                               outputs[i, :index], total[i] if summing else none_total, scale, cs, hs)
+                              for i, r0, r1 in items], threads)
+        cur = outputs[:, index]
+    if omega is not None:
+        return out_t
+    return torch.from_numpy(cur).contiguous(memory_format=torch.channels_last)
