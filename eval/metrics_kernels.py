@@ -167,23 +167,18 @@ def _box_stats(c, a, b, window, out):  # pragma: no cover - compiled
     while every sum stays below 2**24 (float32) or 2**53."""
     k = len(window)
     height, width = c.shape
-    h_out, w_out = height - k + 1, width - k + 1
+    w_out = width - k + 1
     col = np.zeros((4, width), c.dtype)
-    for i in range(k - 1):
-        for j in range(width):
-            v = c[i, j]
-            col[0, j] += v
-            col[1, j] += v * v
-            col[2, j] += a[i, j] * v
-            col[3, j] += b[i, j] * v
-    for i in range(h_out):
-        bottom = i + k - 1
+    for bottom in range(height):
         for j in range(width):
             v = c[bottom, j]
             col[0, j] += v
             col[1, j] += v * v
             col[2, j] += a[bottom, j] * v
             col[3, j] += b[bottom, j] * v
+        i = bottom - k + 1  # the window's top row: an output row once k rows are in
+        if i < 0:
+            continue
         for q in range(4):
             for j in range(w_out):
                 s = col[q, j]
