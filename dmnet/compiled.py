@@ -101,6 +101,11 @@ if NUMBA:
         return _HALF * x * (_ONE + erf32(x * _RSQRT2))
 
 
+def float32_array(t) -> np.ndarray:
+    """A C-contiguous float32 numpy array of a CPU tensor's values (the kernels' operand form)."""
+    return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
+
+
 def row_bands(images: int, height: int, threads: int) -> list[tuple[int, int, int]]:
     """(image, first row, end row) work items: each image cut into the same number of row bands, so that
     the items divide evenly among `threads` (one band per image when the batch alone does)."""

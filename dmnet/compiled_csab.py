@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
 
 MAX_CHANNELS = 64
 TILE = 16  # pixels per row of the pooling loop: its inner loop then has unit stride and vectorises
@@ -135,9 +135,9 @@ def csab_forward(csab: torch.nn.Module, x: torch.Tensor, threads: int | None = N
         peak[i] = np.maximum(peak[i], maxima[k, :n].reshape(-1, c).max(axis=0))
     mean = torch.from_numpy((total / (height * width)).astype(np.float32))[:, :, None, None]
     scale = csab.channel.from_pools(torch.from_numpy(peak)[:, :, None, None], mean)
-    scale = np.ascontiguousarray(scale.detach().float().numpy().reshape(b, c))
+    scale = float32_array(scale.reshape(b, c))
     conv = csab.spatial.conv
-    w = np.ascontiguousarray(conv.weight.detach().numpy()[0], dtype=np.float32)  # 2 x k x k
+    w = float32_array(conv.weight[0])  # 2 x k x k
     bias = np.float32(conv.bias.detach().item() if conv.bias is not None else 0.0)
     cs, ks = (0,) * c, (0,) * w.shape[-1]
     out_t = torch.empty_like(x, memory_format=torch.channels_last)

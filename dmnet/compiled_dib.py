@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16
 
@@ -158,10 +158,6 @@ def supports(dib: torch.nn.Module, x: torch.Tensor) -> bool:
             and dib.layers[0].mix.weight.dtype == torch.float32)
 
 
-def _array(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
-
-
 def dib_forward(dib: torch.nn.Module, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """``dib(x)`` on the compiled route; `x` B x C x H x W float32 channels-last on the CPU with
     :func:`supports` true. Returns a new channels-last tensor."""
@@ -172,7 +168,7 @@ def dib_forward(dib: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
     zero_h, zero_k = np.zeros(half, np.float32), np.zeros(2 * hidden, np.float32)
     threads = max(1, threads or torch.get_num_threads())
     items = row_bands(b, height, threads)
-    cur = _array(x.contiguous())
+    cur = float32_array(x.contiguous())
     total_t = torch.empty(x.shape, dtype=x.dtype)
     total = total_t.numpy()
     for index, layer in enumerate(dib.layers):
@@ -180,11 +176,11 @@ def dib_forward(dib: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
         for name in ("phi", "rho", "eta"):
             expand, _, _, depthwise, _, project = getattr(layer, name).body
             parts[name] = (expand.weight.flatten(1), depthwise.weight[:, 0], project.weight.flatten(1))
-        weights = (_array(layer.mix.weight.flatten(1)), _array(layer.mix.bias),
-                   _array(parts["phi"][0]), _array(parts["phi"][1]), _array(parts["phi"][2]),
-                   _array(torch.cat([parts["rho"][0], parts["eta"][0]])),
-                   _array(torch.cat([parts["rho"][1], parts["eta"][1]])),
-                   _array(parts["rho"][2]), _array(parts["eta"][2]))
+        weights = (float32_array(layer.mix.weight.flatten(1)), float32_array(layer.mix.bias),
+                   float32_array(parts["phi"][0]), float32_array(parts["phi"][1]), float32_array(parts["phi"][2]),
+                   float32_array(torch.cat([parts["rho"][0], parts["eta"][0]])),
+                   float32_array(torch.cat([parts["rho"][1], parts["eta"][1]])),
+                   float32_array(parts["rho"][2]), float32_array(parts["eta"][2]))
         nxt = np.empty_like(cur)
         run_bands(coupling_band, [(cur[i], r0, r1, *weights, zero_h, zero_k, nxt[i], total[i], index == 0, cs, hs, ks)
                                   for i, r0, r1 in items], threads)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16  # wider blocks (the paper preset: 64) keep oneDNN; the unrolled code grows as C x 3C
 
@@ -201,15 +201,10 @@ def supports(layers: Sequence[torch.nn.Module], x: torch.Tensor) -> bool:
             and x.shape[2] >= 1 and x.shape[3] >= 1)
 
 
-def _array(t: torch.Tensor) -> np.ndarray:
-    """A C-contiguous float32 numpy array of a CPU tensor's values."""
-    return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
-
-
 def _folded(norm, weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """A 1x1 conv of LayerNorm(x): the conv's weight times diag(LN weight), and W @ LN bias as its bias."""
     w = weight.detach().flatten(1)
-    return _array(w * norm.weight.detach()[None, :]), _array(w @ norm.bias.detach())
+    return float32_array(w * norm.weight.detach()[None, :]), float32_array(w @ norm.bias.detach())
 
 
 def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega: float | None = None,
@@ -227,20 +222,20 @@ def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega:
     v = np.empty((b, c, height, width), np.float32)
     out_t = torch.empty(x.shape, dtype=x.dtype).contiguous(memory_format=torch.channels_last)
     none_total = np.empty((0, width, c), np.float32)
-    cur = _array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
+    cur = float32_array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
     for index, layer in enumerate(layers):
         attn, ffn = layer.attn, layer.ffn
         w_in, b_in = _folded(layer.norm1, attn.qkv.weight)
-        w_dw, eps = _array(attn.qkv_dwconv.weight[:, 0]), np.float32(layer.norm1.eps)
+        w_dw, eps = float32_array(attn.qkv_dwconv.weight[:, 0]), np.float32(layer.norm1.eps)
         grams = np.zeros((len(items), 2 * c, 2 * c), np.float64)
         run_bands(mdta_band, [(cur[i], r0, r1, w_in, b_in, w_dw, eps, v[i], grams[k], cs) for k, (i, r0, r1) in enumerate(items)], threads)
         gram = np.zeros((b, 2 * c, 2 * c), np.float64)
         for k, (i, _, _) in enumerate(items):
             gram[i] += grams[k]
-        mix = _array(attn.mixing(torch.from_numpy(gram)))  # B x C x C
+        mix = float32_array(attn.mixing(torch.from_numpy(gram)))  # B x C x C
         w_in, b_in = _folded(layer.norm2, ffn.project_in.weight)
-        w_dw, eps = _array(ffn.dwconv.weight[:, 0]), np.float32(layer.norm2.eps)
-        w_out = _array(ffn.project_out.weight.flatten(1))
+        w_dw, eps = float32_array(ffn.dwconv.weight[:, 0]), np.float32(layer.norm2.eps)
+        w_out = float32_array(ffn.project_out.weight.flatten(1))
         summing = omega is not None and index == len(layers) - 1
         total = out_t.permute(0, 2, 3, 1).numpy() if summing else None  # B x H x W x C views
         scale = np.float32(omega if summing else 1.0)

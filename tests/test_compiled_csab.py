@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compiled_routes import torch_route
 
 from dmnet import compiled, compiled_csab
 from dmnet.attention import CSAB
@@ -21,13 +22,6 @@ def _csab(dim: int, kernel: int = 7) -> CSAB:
     return csab.to(memory_format=CL)
 
 
-def _torch_route(module, x):
-    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
-    try:
-        return module(x)
-    finally:
-        compiled.AVAILABLE = saved
-
 
 @pytest.mark.parametrize(("dim", "kernel", "shape", "threads"), [
     (8, 7, (3, 48, 64), 2),   # the lite preset: three maps (two details and the latent)
@@ -42,8 +36,8 @@ def test_compiled_csab_equals_torch_route_and_float64(dim, kernel, shape, thread
     with torch.inference_mode():
         assert compiled_csab.supports(csab, x)
         out = compiled_csab.csab_forward(csab, x, threads=threads)
-        ref = _torch_route(csab, x)
-        exact = _torch_route(_csab(dim, kernel).double(), x.double())
+        ref = torch_route(csab, x)
+        exact = torch_route(_csab(dim, kernel).double(), x.double())
     assert out.shape == x.shape and out.is_contiguous(memory_format=CL)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert (out.double() - exact).abs().max().item() < 1e-5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compiled_routes import assert_close_to_torch_and_float64, torch_route
 
 from dmnet import compiled, compiled_dib
 from dmnet.invertible import DIB
@@ -22,13 +23,6 @@ def _dib(dim: int = 8, expansion: int = 2, layers: int = 3) -> DIB:
             layer.mix.bias.copy_(0.1 * torch.randn_like(layer.mix.bias))
     return dib.to(memory_format=CL)
 
-
-def _torch_route(module, x):
-    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
-    try:
-        return module(x)
-    finally:
-        compiled.AVAILABLE = saved
 
 
 @pytest.mark.parametrize(("dim", "expansion", "shape", "threads"), [
@@ -47,12 +41,9 @@ def test_compiled_dib_equals_torch_route_and_float64(dim, expansion, shape, thre
     with torch.inference_mode():
         assert compiled_dib.supports(dib, x)
         out = compiled_dib.dib_forward(dib, x, threads=threads)
-        ref = _torch_route(dib, x)
-        exact = _torch_route(_dib(dim, expansion).double(), x.double())
-    assert out.shape == x.shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
-    err, ref_err = (out.double() - exact).abs().max().item(), (ref.double() - exact).abs().max().item()
-    assert err < 2e-5 and err <= 4 * ref_err + 1e-6
+        ref = torch_route(dib, x)
+        exact = torch_route(_dib(dim, expansion).double(), x.double())
+    assert_close_to_torch_and_float64(out, x, ref, exact)
 
 
 def test_compiled_dib_gives_the_same_values_whatever_the_bands():

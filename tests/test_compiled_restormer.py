@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from compiled_routes import assert_close_to_torch_and_float64, torch_route
 
 from dmnet import DMNet, compiled, compiled_restormer
 from dmnet.transformer import DTB, MDTA
@@ -32,13 +33,6 @@ def _dtb(dim: int = 8, expansion: float = 2.0, layers: int = 3) -> DTB:
     return dtb.to(memory_format=CL)
 
 
-def _torch_route(module, *args):
-    saved, compiled.AVAILABLE = compiled.AVAILABLE, False
-    try:
-        return module(*args)
-    finally:
-        compiled.AVAILABLE = saved
-
 
 @pytest.mark.parametrize(("dim", "expansion", "shape", "threads"), [
     (8, 2.0, (2, 48, 64), 2),    # the lite preset's widths, a batch of one pair (two images)
@@ -56,12 +50,9 @@ def test_compiled_restormer_equals_torch_route_and_float64(dim, expansion, shape
     with torch.inference_mode():
         assert compiled_restormer.supports(dtb.layers, x)
         out = compiled_restormer.restormer_forward(dtb.layers, x, dtb.omega, threads=threads)
-        ref = _torch_route(dtb, x)
-        exact = _torch_route(_dtb(dim, expansion).double(), x.double())
-    assert out.shape == x.shape and out.dtype == torch.float32 and out.is_contiguous(memory_format=CL)
-    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
-    err, ref_err = (out.double() - exact).abs().max().item(), (ref.double() - exact).abs().max().item()
-    assert err < 2e-5 and err <= 4 * ref_err + 1e-6  # as close to float64 as the torch route, or closer
+        ref = torch_route(dtb, x)
+        exact = torch_route(_dtb(dim, expansion).double(), x.double())
+    assert_close_to_torch_and_float64(out, x, ref, exact)
 
 
 def test_compiled_restormer_gives_the_same_values_whatever_the_bands():
@@ -105,13 +96,13 @@ def test_mixing_from_the_gram_matrix_equals_the_per_head_path():
     torch.testing.assert_close(from_gram, per_head, atol=1e-12, rtol=1e-10)
 
 
-def test_lite_model_with_compiled_restormer_equals_the_torch_route():
+def test_lite_model_with_compiled_restormer_equals_thetorch_route():
     torch.manual_seed(0)
     model = DMNet.from_preset("lite").eval()
     ir, vis = torch.rand(1, 1, 45, 61), torch.rand(1, 1, 45, 61)
     with torch.inference_mode():
         fused = model(ir, vis)
-        ref = _torch_route(model, ir, vis)
+        ref = torch_route(model, ir, vis)
     assert (fused - ref).abs().max().item() < 1e-5  # far below one grey level (1/255)
 
 
