@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet import compiled_norm
 from dmnet.kernels import conv1x1, conv_add, conv_bias_per_image, downsample_conv, group_norm
 
 
@@ -70,9 +71,15 @@ class ResBlock(nn.Module):
         (norm2, _), dropout, conv2 = self.block2
         skip = self.skip
         residual = conv1x1(x, skip.weight, skip.bias) if isinstance(skip, nn.Conv2d) else x
-        h = conv_bias_per_image(F.silu(group_norm(x, norm1), inplace=True), conv1.weight, conv1.bias, self.emb(emb),
-                                padding=1)
-        h = dropout(F.silu(group_norm(h, norm2), inplace=True))
+        if compiled_norm.supports(x, norm1) and conv1.out_channels <= compiled_norm.MAX_CHANNELS:
+            # CPU inference at full resolution: GroupNorm + SiLU compiled, the time embedding entering the
+            # second norm instead of the first conv's output (the same sum)
+            h = conv1(compiled_norm.group_norm_silu(x, norm1))
+            h = dropout(compiled_norm.group_norm_silu(h, norm2, self.emb(emb)))
+        else:
+            h = conv_bias_per_image(F.silu(group_norm(x, norm1), inplace=True), conv1.weight, conv1.bias,
+                                    self.emb(emb), padding=1)
+            h = dropout(F.silu(group_norm(h, norm2), inplace=True))
         return conv_add(h, residual, conv2.weight, conv2.bias, padding=1)  # conv2(h) + residual
 
 

@@ -45,6 +45,9 @@ try:
 except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back to torch/OpenCV
     njit = None
 else:
+    from dmnet.compiled import use_full_vector_width
+
+    use_full_vector_width()  # 16 float32 lanes on AVX-512 (numba's code generator is built just below)
     # numba imports its numpy support (and scipy.linalg, for BLAS) on the first compiled call; done here,
     # with the other imports, it is not paid by whichever worker thread scores first
     cpu_target.target_context.refresh()

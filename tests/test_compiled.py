@@ -1,5 +1,5 @@
 """The scalar building blocks of DMNet's compiled routes (dmnet/compiled.py) against math's float64
-functions, and its row bands."""
+functions and torch's bfloat16 rounding, and its row bands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from dmnet import compiled as cm
 
@@ -21,8 +22,10 @@ if cm.NUMBA:
                 out[j] = cm.exp32(v)
             elif fn_id == 1:
                 out[j] = cm.erf32(v)
-            else:
+            elif fn_id == 2:
                 out[j] = cm.gelu32(v)
+            else:
+                out[j] = cm.silu32(v)
 
 
 def _run(fn_id: int, x: np.ndarray) -> np.ndarray:
@@ -39,13 +42,33 @@ def test_exp32_is_within_3_ulp_on_its_range_and_clamps_outside():
     assert far[0] == pytest.approx(math.exp(-87), rel=1e-6) and far[1] == pytest.approx(math.exp(88), rel=1e-6)
 
 
-def test_erf32_and_gelu32_against_float64_formulas():
+def test_erf32_gelu32_and_silu32_against_float64_formulas():
     x = np.concatenate([np.linspace(-9, 9, 200001), [0.0, -0.0, 50.0, -50.0]]).astype(np.float32)
     xd = x.astype(np.float64)
     erf = np.array([math.erf(v) for v in xd])
     assert np.abs(_run(1, x) - erf).max() < 5e-7
     gelu = 0.5 * xd * (1 + np.array([math.erf(v / math.sqrt(2)) for v in xd]))
     assert np.abs(_run(2, x) - gelu).max() < 5e-6  # at |x| = 9 one float32 ulp is 1e-6
+    silu = xd / (1 + np.exp(-xd))
+    assert np.allclose(_run(3, x), silu, rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_conversions_equal_torch():
+    torch.manual_seed(0)
+    values = torch.cat([torch.randn(100000) * 10.0 ** torch.randint(-6, 6, (100000,)), torch.tensor([0.0, -0.0, 1.0, 3.0e38])])
+    rounded = values.to(torch.bfloat16)
+
+    @cm.jit
+    def roundtrip(f, stored, back):
+        for j in range(f.shape[0]):
+            stored[j] = cm.f32_to_bf16(f[j])
+            back[j] = cm.bf16_to_f32(stored[j])
+
+    f = values.numpy()
+    stored, back = np.empty(f.shape, np.uint16), np.empty_like(f)
+    roundtrip(f, stored, back)
+    assert np.array_equal(stored, rounded.view(torch.int16).numpy().view(np.uint16))
+    assert np.array_equal(back, rounded.float().numpy())
 
 
 @pytest.mark.parametrize(("images", "height", "threads"), [(2, 480, 2), (1, 480, 2), (3, 21, 2), (3, 7, 4), (1, 1, 8), (5, 3, 3)])
