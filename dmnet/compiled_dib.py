@@ -8,7 +8,8 @@ whole layer streams through the image once, row by row, in a three-stage pipelin
 - row r - 1: z2 <- z2 + project_phi(ReLU6(depthwise_phi(e))) (needs e of rows r - 2 .. r);
              e' = ReLU6([expand_rho, expand_eta](z2));
 - row r - 2: z1 <- z1 * exp(project_rho(ReLU6(dw_rho(e')))) + project_eta(ReLU6(dw_eta(e')));
-             out = [z1, z2], written, and added to the block's running sum.
+             out = [z1, z2], written, and added to the block's running sum (the last layer writes
+             psi x the sum instead, channels-last: the block's output, in the same pass).
 
 The torch route makes about 30 passes over full-size maps per layer (and materialises each reflection
 padding); this one reads x once and writes the output and the sum. Arithmetic is float32 in another
@@ -78,9 +79,11 @@ def _reflect(i, height):
 
 @jit
 def coupling_band(x, r0, r1, w_mix, b_mix, e_phi, d_phi, p_phi, e_re, d_re, p_rho, p_eta, zero_h, zero_k,
-                  y_out, total, first, cs, hs, ks):
+                  y_out, total, first, final, scale, cs, hs, ks):
     """Rows r0..r1-1 of one coupling layer on a C x H x W map `x` (C = len(cs) = 2 h, h = len(hs); k =
-    len(ks) expanded channels): y_out = layer(x), total += y_out (or = when `first`). Weights as 2-D arrays
+    len(ks) expanded channels): y_out = layer(x), total += y_out (or = when `first`); when `final` has rows
+    (H x W x C, channels-last: the block's last layer), final = scale (total + layer(x)) instead, the
+    block's output written once. Weights as 2-D arrays
     (w_mix C x C, b_mix C; e_phi k x h, d_phi k x 3 x 3, p_phi h x k; e_re 2k x h and d_re 2k x 3 x 3 for
     rho then eta; p_rho, p_eta h x k); zero_h, zero_k: zeros (h and 2 k of them), the biases of the
     convolutions that have none."""
@@ -130,8 +133,12 @@ def coupling_band(x, r0, r1, w_mix, b_mix, e_phi, d_phi, p_phi, e_re, d_re, p_rh
                 _project(d[k:], p_eta, zero_h, o, width, u, False, ks)
                 for j in range(width):  # z1 * exp(rho) + eta
                     t[j] = z1[s, o, j] * exp32(t[j]) + u[j]
-                _write_row(t, y_out[o, c], total[o, c], first, width)
-                _write_row(z2[s, o], y_out[h + o, c], total[h + o, c], first, width)
+                if final.shape[0] == 0:
+                    _write_row(t, y_out[o, c], total[o, c], first, width)
+                    _write_row(z2[s, o], y_out[h + o, c], total[h + o, c], first, width)
+                else:
+                    _write_final(t, total[o, c], first, scale, final[c], o, width)
+                    _write_final(z2[s, o], total[h + o, c], first, scale, final[c], h + o, width)
 
 
 @jit
@@ -145,6 +152,17 @@ def _write_row(values, out, total, first, width):
     else:
         for j in range(width):
             total[j] += values[j]
+
+
+@jit
+def _write_final(values, total, first, scale, final, o, width):
+    """final[j, o] = scale (total[j] + values[j]) (scale values[j] when `first`: a one-layer block)."""
+    if first:
+        for j in range(width):
+            final[j, o] = scale * values[j]
+    else:
+        for j in range(width):
+            final[j, o] = scale * (total[j] + values[j])
 
 
 def supports(dib: torch.nn.Module, x: torch.Tensor) -> bool:
@@ -169,8 +187,10 @@ def dib_forward(dib: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
     threads = max(1, threads or torch.get_num_threads())
     items = row_bands(b, height, threads)
     cur = float32_array(x.contiguous())
-    total_t = torch.empty(x.shape, dtype=x.dtype)
-    total = total_t.numpy()
+    total = np.empty(cur.shape, np.float32)  # the layers' running sum, B x C x H x W
+    out_t = torch.empty_like(x, memory_format=torch.channels_last)
+    final, none_final = out_t.permute(0, 2, 3, 1).numpy(), np.empty((0, width, c), np.float32)  # B x H x W x C views
+    scale = np.float32(dib.psi)
     for index, layer in enumerate(dib.layers):
         parts = {}
         for name in ("phi", "rho", "eta"):
@@ -181,8 +201,10 @@ def dib_forward(dib: torch.nn.Module, x: torch.Tensor, threads: int | None = Non
                    float32_array(torch.cat([parts["rho"][0], parts["eta"][0]])),
                    float32_array(torch.cat([parts["rho"][1], parts["eta"][1]])),
                    float32_array(parts["rho"][2]), float32_array(parts["eta"][2]))
-        nxt = np.empty_like(cur)
-        run_bands(coupling_band, [(cur[i], r0, r1, *weights, zero_h, zero_k, nxt[i], total[i], index == 0, cs, hs, ks)
+        last = index == len(dib.layers) - 1
+        nxt = cur if last else np.empty_like(cur)  # the last layer writes `final` only
+        run_bands(coupling_band, [(cur[i], r0, r1, *weights, zero_h, zero_k, nxt[i], total[i], index == 0,
+                                   final[i] if last else none_final, scale, cs, hs, ks)
                                   for i, r0, r1 in items], threads)
         cur = nxt
-    return total_t.mul_(dib.psi).contiguous(memory_format=torch.channels_last)
+    return out_t

@@ -220,7 +220,7 @@ def restormer_forward(layers: Sequence[torch.nn.Module], x: torch.Tensor, omega:
     # every layer's output kept (B x L x C x H x W): the DTB's last layer sums them as it writes its own
     outputs = np.empty((b, len(layers), c, height, width), np.float32)
     v = np.empty((b, c, height, width), np.float32)
-    out_t = torch.empty(x.shape, dtype=x.dtype).contiguous(memory_format=torch.channels_last)
+    out_t = torch.empty_like(x, memory_format=torch.channels_last)
     none_total = np.empty((0, width, c), np.float32)
     cur = float32_array(x.contiguous())  # B x C x H x W, each channel's rows contiguous
     for index, layer in enumerate(layers):

@@ -46,6 +46,17 @@ def test_compiled_dib_equals_torch_route_and_float64(dim, expansion, shape, thre
     assert_close_to_torch_and_float64(out, x, ref, exact)
 
 
+@pytest.mark.parametrize("layers", [1, 2])  # the last layer writes psi x the sum: also when it is the first
+def test_compiled_dib_of_any_depth_equals_torch_route_and_float64(layers):
+    dib = _dib(layers=layers)
+    x = torch.randn(2, 8, 13, 11).contiguous(memory_format=CL)
+    with torch.inference_mode():
+        out = compiled_dib.dib_forward(dib, x, threads=2)
+        ref = torch_route(dib, x)
+        exact = torch_route(_dib(layers=layers).double(), x.double())
+    assert_close_to_torch_and_float64(out, x, ref, exact)
+
+
 def test_compiled_dib_gives_the_same_values_whatever_the_bands():
     dib = _dib()
     x = torch.randn(1, 8, 23, 19).contiguous(memory_format=CL)
