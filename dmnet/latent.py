@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmnet.compiled_upsample import upsample_sum
 from dmnet.config import DMNetConfig
-from dmnet.diffusion import NoiseSchedule, noise_prediction_loss
+from dmnet.diffusion import NoiseSchedule, noise_prediction_loss, seeded_randn
 from dmnet.kernels import conv1x1
 from dmnet.precision import run_in_own_dtype
 from dmnet.unet import SR3UNet
@@ -77,7 +78,10 @@ class DiffusionModule(nn.Module):
         b = x0.shape[0]
         n_t = len(self.timesteps)
         shape = (n_t, 1 if shared_noise else b) + tuple(x0.shape[1:])
-        noise = torch.randn(shape, device=x0.device, generator=generator)  # float32 under autocast too
+        if shared_noise and generator is not None and generator.device == x0.device:
+            noise = seeded_randn(shape, generator)  # the same draw for every pair of a size: remembered
+        else:
+            noise = torch.randn(shape, device=x0.device, generator=generator)  # float32 under autocast too
         noise = noise.expand(n_t, b, *x0.shape[1:]).reshape(n_t * b, *x0.shape[1:])
         t = torch.tensor(self.timesteps, device=x0.device).repeat_interleave(b)
         x_t = self.schedule.q_sample(x0.repeat(n_t, 1, 1, 1), t, noise)
@@ -88,7 +92,7 @@ class DiffusionModule(nn.Module):
         """Phi^L = conv1x1(concat(upsample(features))) cropped to ``size`` (computed per level)."""
         n_t = len(self.timesteps)
         padded = (feats[-1].shape[-2] * self.scale, feats[-1].shape[-1] * self.scale)
-        out = None
+        full, smaller = None, []  # the levels' 1x1 conv outputs at padded size, and at their own smaller size
         offset = 0
         for f in feats:
             nb, c, h, w = f.shape
@@ -99,10 +103,11 @@ class DiffusionModule(nn.Module):
                 y = part if y is None else y.add_(part)
                 offset += c
             if (h, w) != tuple(padded):
-                y = F.interpolate(y, size=padded, mode="bilinear", align_corners=False)
-            out = y if out is None else out + y
-        out = out + self.fuse.bias.view(1, -1, 1, 1)
-        return out[..., : size[0], : size[1]]
+                smaller.append(y)
+            else:
+                full = y if full is None else full + y
+        # bias + full + the upsampled others, cropped (one compiled pass on the CPU at inference)
+        return upsample_sum(smaller, full, self.fuse.bias, padded, size)
 
     def forward(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                 shared_noise: bool = False) -> torch.Tensor:

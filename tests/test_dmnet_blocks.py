@@ -12,7 +12,7 @@ from dmnet_tiny import one_torch_thread  # noqa: F401 (autouse fixture: one torc
 
 from dmnet.attention import CSAB, ChannelAttention, SpatialAttention
 from dmnet.config import DMNetConfig
-from dmnet.diffusion import NoiseSchedule, noise_prediction_loss
+from dmnet.diffusion import NoiseSchedule, noise_prediction_loss, seeded_randn
 from dmnet.invertible import DIB, CouplingLayer
 from dmnet.latent import DiffusionModule, pad_to_multiple
 from dmnet.presets import build_config
@@ -244,10 +244,14 @@ def _lite_dm() -> tuple[DiffusionModule, DMNetConfig]:
     return DiffusionModule(cfg).eval(), cfg
 
 
-def test_latent_features_equal_one_conv_over_upsampled_concatenation():
+@pytest.mark.parametrize("inference", [False, True])  # at inference, channels-last: dmnet.compiled_upsample's route
+def test_latent_features_equal_one_conv_over_upsampled_concatenation(inference):
     dm, cfg = _lite_dm()
     x0 = torch.rand(2, 2, 19, 27) * 2 - 1  # odd size: padded to 32 x 32 inside, cropped back
-    feats = dm.decoder_features(x0, torch.Generator().manual_seed(0))
+    with torch.inference_mode(inference):
+        if inference:
+            dm, x0 = dm.to(memory_format=torch.channels_last), x0.contiguous(memory_format=torch.channels_last)
+        feats = dm.decoder_features(x0, torch.Generator().manual_seed(0))
     n_t = len(cfg.latent_timesteps)
     # reference: upsample every (time step, level) feature to the padded size, concatenate
     # level-major then time step, apply the one 1x1 conv, crop
@@ -256,8 +260,9 @@ def test_latent_features_equal_one_conv_over_upsampled_concatenation():
         per_t = f.reshape(n_t, 2, *f.shape[1:])
         for k in range(n_t):
             ups.append(F.interpolate(per_t[k], size=(32, 32), mode="bilinear", align_corners=False))
-    expected = dm.fuse(torch.cat(ups, dim=1))[..., :19, :27]
-    out = dm.fuse_features(feats, (19, 27))
+    with torch.inference_mode(inference):
+        expected = dm.fuse(torch.cat(ups, dim=1))[..., :19, :27]
+        out = dm.fuse_features(feats, (19, 27))
     assert out.shape == (2, cfg.dim, 19, 27)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
 
@@ -272,3 +277,24 @@ def test_latent_noise_is_seeded_and_shared_noise_is_batch_independent():
     torch.testing.assert_close(alone, a[1:2], atol=1e-5, rtol=1e-5)
     c = dm(x0, torch.Generator().manual_seed(8), shared_noise=True)
     assert not torch.allclose(a, c)
+
+
+def test_seeded_randn_draws_what_torch_draws_and_leaves_the_generator_as_torch_would():
+    shape = (3, 1, 2, 8, 12)
+
+    def drawn_by_torch(seed: int, draws: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        values = [torch.randn(shape, generator=g) for _ in range(draws)][-1]
+        return values, torch.randn(4, generator=g)  # and what the generator gives next
+
+    for seed in (5, 5, 6, 5):  # repeated seeds take the remembered draw
+        g = torch.Generator().manual_seed(seed)
+        first = seeded_randn(shape, g)
+        second = seeded_randn(shape, g)  # a generator that has drawn: drawn again, not remembered
+        expected_first, _ = drawn_by_torch(seed, 1)
+        expected_second, expected_next = drawn_by_torch(seed, 2)
+        assert torch.equal(first, expected_first) and torch.equal(second, expected_second)
+        assert torch.equal(torch.randn(4, generator=g), expected_next)
+    assert not torch.equal(seeded_randn(shape, torch.Generator().manual_seed(5)), seeded_randn(shape, torch.Generator().manual_seed(6)))
+    other = seeded_randn((3, 1, 2, 8, 13), torch.Generator().manual_seed(5))  # another shape: its own draw
+    assert torch.equal(other, torch.randn((3, 1, 2, 8, 13), generator=torch.Generator().manual_seed(5)))
