@@ -63,13 +63,16 @@ def ycbcr_to_rgb(ycbcr: Array, channel_axis: int | None = None, clip: bool = Tru
     return out.clamp(0.0, 1.0) if (torch is not None and isinstance(out, torch.Tensor)) else np.clip(out, 0.0, 1.0)
 
 
-def replace_luma(rgb: Array, y: Array, channel_axis: int | None = None) -> Array:
+def replace_luma(rgb: Array, y: Array, channel_axis: int | None = None, luma: Array | None = None) -> Array:
     """Put a fused luma `y` (same shape as one channel of `rgb`) into the colour of `rgb`.
 
     Keeping Cb/Cr and changing Y by dY moves R, G and B each by exactly dY (every row of the
     inverse BT.601 matrix has a 1 in the Y column), so this is rgb + (y - Y(rgb)), clipped to [0, 1].
+    `luma`: Y(rgb) (``rgb_to_gray(rgb)``) where the caller has it already; computed when None.
     """
     axis = _axis(rgb, channel_axis)
+    if luma is None:
+        luma = rgb_to_gray(rgb, axis)
     if torch is not None and isinstance(rgb, torch.Tensor):
-        return (rgb + (y - rgb_to_gray(rgb, axis)).unsqueeze(axis)).clamp(0.0, 1.0)
-    return np.clip(rgb + np.expand_dims(y - rgb_to_gray(rgb, axis), axis), 0.0, 1.0)
+        return (rgb + (y - luma).unsqueeze(axis)).clamp(0.0, 1.0)
+    return np.clip(rgb + np.expand_dims(y - luma, axis), 0.0, 1.0)

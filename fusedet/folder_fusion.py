@@ -4,8 +4,9 @@
 The fuser (DMNet with the shipped weights unless told otherwise) fuses the IR image with the visible
 image's luma Y; the visible Cb/Cr are put back (fusedet.fusers.fuse_color), so a colour visible image
 gives an RGB PNG and a gray one (one channel, or three equal channels as in TNO) a one-channel PNG.
-Pairs and image headers are checked before any work; outputs are written atomically and existing ones
-are skipped unless `force`, so an interrupted run resumes where it stopped; OUT/.fusedet_fuse.json
+Pairs and image headers are checked before any work; outputs are written atomically (encoded in a
+background thread while the next batch is fused) and existing ones are skipped unless `force`, so an
+interrupted run resumes where it stopped; OUT/.fusedet_fuse.json
 records the fuser (its cache key) and value ranges, and a rerun with others is refused rather than
 mixing fusions in one folder. The same input and batch size give the same bytes; another batch size
 may move a few pixels by one grey level (the convolution library picks its algorithm per batch size).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +70,14 @@ def _check_made_by(out: Path, made_by: dict, done: int) -> None:
 
 def _is_gray(vis: np.ndarray) -> bool:
     return bool(np.array_equal(vis[..., 0], vis[..., 1]) and np.array_equal(vis[..., 1], vis[..., 2]))
+
+
+def _write_fused(out: Path, pairs: list, fused: np.ndarray) -> tuple[int, str]:
+    """Write each pair's fused image (H x W x 3 RGB in [0, 1]) as OUT/STEM.png, one-channel where the
+    visible image is gray; returns (pairs written, the last stem) for the progress bar."""
+    for pair, image in zip(pairs, fused):
+        write_image(out / f"{pair.stem}.png", rgb_to_gray(image) if _is_gray(pair.vis) else image)
+    return len(pairs), pairs[-1].stem
 
 
 @runtime.in_session
@@ -128,14 +138,20 @@ def fuse_folder(
         events.start(stage, total=len(folder.stems))
         events.advance(stage, result.skipped)
     batches = batches_by_size(mine, sizes.__getitem__, run.fuse_batch)
-    for stems, pairs in zip(batches, prefetch(lambda group: [folder.read(s) for s in group], batches, run.workers, 2)):
-        ir_t = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(model.device)
-        vis_t = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(model.device)
-        with torch.inference_mode():
-            fused = fuse_color(model, ir_t, vis_t).permute(0, 2, 3, 1).float().cpu().numpy()
-        for pair, image in zip(pairs, fused):
-            write_image(out / f"{pair.stem}.png", rgb_to_gray(image) if _is_gray(pair.vis) else image)
-        events.advance(stage, len(pairs), stems[-1])
+    # each batch's PNGs are encoded and written in a background thread while the next batch is fused
+    # (OpenCV's encoder releases the GIL); at most one batch waits to be written
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusedet-write") as writer:
+        writing: Future | None = None
+        for pairs in prefetch(lambda group: [folder.read(s) for s in group], batches, run.workers, 2):
+            ir_t = torch.from_numpy(np.stack([p.ir for p in pairs]))[:, None].to(model.device)
+            vis_t = torch.from_numpy(np.stack([p.vis for p in pairs])).permute(0, 3, 1, 2).to(model.device)
+            with torch.inference_mode():
+                fused = fuse_color(model, ir_t, vis_t).permute(0, 2, 3, 1).float().cpu().numpy()
+            if writing is not None:
+                events.advance(stage, *writing.result())
+            writing = writer.submit(_write_fused, out, pairs, fused)
+        if writing is not None:
+            events.advance(stage, *writing.result())
     events.finish(stage)
     if world.sharded:  # waits for every process
         for rank, log in enumerate(world.gather(ranges)):

@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from fusedet.datasets.color import replace_luma, rgb_to_ycbcr
+from fusedet.datasets.color import replace_luma, rgb_to_gray
 from fusedet.devices import resolve_device
 from fusedet.errors import InputError
 from fusedet.settings import closest
@@ -132,9 +132,9 @@ def batches_by_size(items: Sequence[T], size: Callable[[T], Hashable], batch: in
 
 def fuse_color(fuser: Fuser, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     """Fuse B x 1 x H x W IR with B x 3 x H x W RGB visible images; returns B x 3 x H x W RGB."""
-    vis_y = rgb_to_ycbcr(vis, channel_axis=1)[:, :1]
-    fused_y = fuser.fuse(ir, vis_y).clamp(0.0, 1.0)
-    return replace_luma(vis, fused_y[:, 0], channel_axis=1)
+    vis_y = rgb_to_gray(vis, channel_axis=1)  # the Y of rgb_to_ycbcr, B x H x W
+    fused_y = fuser.fuse(ir, vis_y[:, None]).clamp(0.0, 1.0)
+    return replace_luma(vis, fused_y[:, 0], channel_axis=1, luma=vis_y)
 
 
 @torch.inference_mode()

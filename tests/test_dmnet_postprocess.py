@@ -40,9 +40,11 @@ def test_unsharp_mask_equals_opencv_and_chains_after_the_stretch():
     images[1, :, :25] = 0.5  # a flat half and an edge
     batch = torch.from_numpy(images).float()[:, None]
     for amount in (0.5, 0.75, 2.0):
-        out = postprocess(batch, f"unsharp:{amount}")
         expected = np.stack([_opencv_unsharp(im, amount) for im in images])
-        np.testing.assert_allclose(out[:, 0].numpy(), expected, rtol=0, atol=2e-6)
+        for dtype in (torch.float32, torch.float64):  # float32 on the CPU: OpenCV's separable filter; else torch's
+            out = postprocess(batch.to(dtype), f"unsharp:{amount}")
+            assert out.dtype == dtype and out.shape == batch.shape
+            np.testing.assert_allclose(out[:, 0].numpy(), expected, rtol=0, atol=2e-6)
     chained = postprocess(batch, "minmax+unsharp:0.75")
     stretched = postprocess(batch, "minmax")[:, 0].double().numpy()
     expected = np.stack([_opencv_unsharp(im, 0.75) for im in stretched])
