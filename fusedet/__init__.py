@@ -24,7 +24,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = ["FusionDetector", "__version__", "finetune", "fuse_folder", "score_folders", "train_fuser"]
 
