@@ -63,10 +63,11 @@ def use_full_vector_width() -> bool:
     every numba kernel of the process (``numba.config.CPU_FEATURES``: the host's features plus
     ``-prefer-256-bit``), read when numba first compiles or loads a cached kernel; so it is made at the
     import of this module and of fusedet.eval.metrics_kernels, before their kernels run, and not where
-    the user has set ``NUMBA_CPU_FEATURES``, after numba has compiled anything in this process, or off
-    x86 (other targets do not know the tuning). numba caches a kernel per feature set, so either setting
-    finds its own cached code."""
-    if not NUMBA or numba.config.CPU_FEATURES is not None or platform.machine().lower() not in ("x86_64", "amd64"):
+    the user has set ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME``, after numba has compiled anything in
+    this process, or off x86 (other targets do not know the tuning). numba caches a kernel per feature
+    set, so either setting finds its own cached code."""
+    if not NUMBA or numba.config.CPU_FEATURES is not None or numba.config.CPU_NAME is not None \
+            or platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     from numba.core.registry import cpu_target
 

@@ -16,9 +16,9 @@ B x 1 x H x W image in [0, 1] on its own (the result does not depend on the batc
 Every step ends clamped to [0, 1]; ``unsharp`` leaves an image of 4 pixels or fewer on a side as it
 is. Example: ``minmax+unsharp:0.75`` (the shipped ``lite`` weights, model card dmnet_lite.md).
 
-On the CPU the unsharp mask's blur is OpenCV's separable filter with the same taps (0.6 ms for a
-480 x 640 image against 2.7 ms for torch's two padded convolutions); elsewhere torch's. The two differ
-by float32 rounding only (tests/test_dmnet_postprocess.py).
+On the CPU the unsharp mask's blur of float32 images that need no gradient is OpenCV's separable filter
+with the same taps (0.6 ms for a 480 x 640 image against 2.7 ms for torch's two padded convolutions);
+elsewhere torch's. The two differ by float32 rounding only (tests/test_dmnet_postprocess.py).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _unsharp(fused: torch.Tensor, amount: float) -> torch.Tensor:
 def _blur(fused: torch.Tensor) -> torch.Tensor:
     """The Gaussian blur of each B x 1 x H x W image (BORDER_REFLECT_101), sides above UNSHARP_RADIUS."""
     taps = _gaussian_taps()
-    if fused.device.type == "cpu" and fused.dtype == torch.float32:
+    if fused.device.type == "cpu" and fused.dtype == torch.float32 and not fused.requires_grad:
         kernel = taps.numpy()
         images = fused.detach().numpy()
         return torch.from_numpy(np.stack([cv2.sepFilter2D(np.ascontiguousarray(image[0]), -1, kernel, kernel,

@@ -4,6 +4,10 @@ functions and torch's bfloat16 rounding, and its row bands."""
 from __future__ import annotations
 
 import math
+import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,3 +97,28 @@ def test_run_bands_runs_every_job_and_raises_a_kernels_error():
 
     with pytest.raises(ValueError, match="band 2"):
         cm.run_bands(fails, [(1,), (2,), (3,)], threads=2)
+
+
+_SHOW_FEATURES = """
+import numba
+import dmnet.compiled as cm
+from numba.core.registry import cpu_target
+print(repr(numba.config.CPU_FEATURES))
+cpu_target.target_context  # numba's code generator built: a later call changes nothing
+print(cm.use_full_vector_width())
+"""
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the 256-bit tuning is x86's")
+def test_full_vector_width_is_set_once_at_import_and_never_over_the_users_choice():
+    def features(**env):
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")} | env
+        done = subprocess.run([sys.executable, "-c", _SHOW_FEATURES], capture_output=True, text=True, env=environ,
+                              check=True)
+        return done.stdout.split()
+
+    setting, later = features()
+    assert setting.endswith(",-prefer-256-bit'") and "+avx" in setting and later == "False"
+    assert features(NUMBA_CPU_FEATURES="+sse2") == ["'+sse2'", "False"]
+    generic, later = features(NUMBA_CPU_NAME="generic")  # numba's own features for its generic target
+    assert "prefer-256-bit" not in generic and later == "False"

@@ -45,6 +45,9 @@ def test_unsharp_mask_equals_opencv_and_chains_after_the_stretch():
             out = postprocess(batch.to(dtype), f"unsharp:{amount}")
             assert out.dtype == dtype and out.shape == batch.shape
             np.testing.assert_allclose(out[:, 0].numpy(), expected, rtol=0, atol=2e-6)
+    traced = batch.clone().requires_grad_(True)  # torch's route: the gradient flows
+    postprocess(traced, "unsharp:0.75").sum().backward()
+    assert traced.grad is not None and traced.grad.abs().sum() > 0
     chained = postprocess(batch, "minmax+unsharp:0.75")
     stretched = postprocess(batch, "minmax")[:, 0].double().numpy()
     expected = np.stack([_opencv_unsharp(im, 0.75) for im in stretched])
