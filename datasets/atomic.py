@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from fusedet.errors import InputError
+from fusedet.errors import InputError, WriteError
 
 
 def _umask() -> int:
@@ -40,19 +40,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error removed.
 
     For writers that want a path (matplotlib's savefig, torch.save, cv2.imwrite, ...). The file gets
-    the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    the usual permissions (0666 minus the umask), not mkstemp's 0600. An OSError while the file is made,
+    written or renamed (disk full, read-only file system, a folder named like the file) becomes a
+    :class:`fusedet.errors.WriteError` naming `path`: one line in the CLI, not a traceback.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    """The one-line error for a file that could not be written (an OSError while writing or renaming)."""
+    if isinstance(exc, WriteError):
+        return exc
+    nearest = next((p for p in path.parents if p.exists()), None)
+    if path.is_dir():
+        reason = "a folder of that name is in the way"
+    elif nearest is not None and not nearest.is_dir():
+        reason = f"{nearest} is a file, so no folder can be made under it"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+    return WriteError(f"{path}: could not be written ({reason})")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

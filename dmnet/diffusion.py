@@ -48,14 +48,15 @@ _DRAWS_LOCK = threading.Lock()
 
 
 def seeded_randn(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """``torch.randn(shape, generator=generator)`` on the generator's device, float32, where a draw from
-    a generator just seeded (``torch.Generator().manual_seed(s)``: DMNet's deterministic inference) is
-    remembered: the same shape and seed again give the same values without drawing them (a 480 x 640
-    pair's latent noise, three time steps of 2 channels, takes 6 ms to draw on a CPU core), and the
-    generator is left in the state the draw would have left it in. Any other generator state draws as
-    usual. The values returned are the caller's to read, not to change in place: a remembered draw is
-    shared. The last _DRAWS_KEPT draws are kept."""
-    key = (tuple(shape), str(generator.device), generator.initial_seed())
+    """``torch.randn(shape, generator=generator)`` on the generator's device (torch's default dtype), where
+    a draw from a generator just seeded (``torch.Generator().manual_seed(s)``: DMNet's deterministic
+    inference) is remembered: the same shape, seed, dtype and inference mode again give the same values
+    without drawing them (a 480 x 640 pair's latent noise, three time steps of 2 channels, takes 6 ms to
+    draw on a CPU core), and the generator is left in the state the draw would have left it in. Any
+    other generator state draws as usual. The values returned are the caller's to read, not to change
+    in place: a remembered draw is shared. The last _DRAWS_KEPT draws are kept."""
+    key = (tuple(shape), str(generator.device), generator.initial_seed(), torch.get_default_dtype(),
+           torch.is_inference_mode_enabled())  # an inference tensor is handed back in inference mode only
     state = generator.get_state()
     with _DRAWS_LOCK:
         kept = _DRAWS.get(key)

@@ -5,6 +5,9 @@
 - `TrainingError`: a long run failed inside another library (ultralytics' trainer) for a reason that
   is not a bad input fusedet could have checked; exit code 1. It keeps the cause and, when there is
   one, the path of the log that holds the library's full output.
+- `WriteError`: a file could not be written where the output folder was checked writable before the
+  run (the disk filled up, the file system turned read-only, a folder stands where the file goes);
+  exit code 1. The message names the file and the system's reason; files written before it are whole.
 
 Anything else is a bug and keeps its traceback.
 """
@@ -35,3 +38,10 @@ class TrainingError(FusedetError):
     def __init__(self, message: str, log: str | os.PathLike | None = None) -> None:
         self.log = Path(log) if log is not None else None
         super().__init__(message if self.log is None else f"{message} (full log: {self.log})")
+
+
+class WriteError(FusedetError, OSError):
+    """A file could not be written (disk full, read-only file system, a folder in its place): the message
+    names the file and the reason."""
+
+    exit_code = 1

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import fusedet
 from dmnet.checkpoint import save_checkpoint
 from fusedet.cli import app
-from fusedet.datasets import read_pair, rgb_to_ycbcr, to_uint8
+from fusedet.datasets import read_image, read_pair, rgb_to_ycbcr, to_uint8
 from fusedet.dmnet_fuser import DMNetFuser, default_weights
 from fusedet.fusers import get_fuser
 
@@ -128,6 +128,20 @@ def test_outputs_that_cannot_be_written_and_too_small_images_fail_before_any_wor
     res = _fuse(ir, vis, tmp_path / "o")
     assert res.exit_code == 2 and "tiny.png: 5x1 is too small for the dmnet fuser" in _text(res)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_file_that_cannot_be_written_midway_ends_in_one_line_keeping_the_others(pairs, weights, tmp_path):
+    ir, vis = pairs
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)  # a folder where the second pair's PNG goes
+    res = _fuse(ir, vis, out, "--weights", str(weights))
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"error: {out / 'b.png'}: could not be written (a folder of that name is in the way)" in _text(res)
+    assert sorted(p.name for p in out.iterdir()) == [".fusedet_fuse.json", "a.png", "b.png"]  # no temporary files
+    assert read_image(out / "a.png").shape == (36, 44, 3)  # the file written before is whole
+    (out / "b.png").rmdir()
+    res = _fuse(ir, vis, out, "--weights", str(weights))  # the rerun resumes
+    assert res.exit_code == 0 and "fused 3 pairs" in _text(res), _text(res)
 
 
 def test_other_fusers(pairs, tmp_path):

@@ -298,3 +298,11 @@ def test_seeded_randn_draws_what_torch_draws_and_leaves_the_generator_as_torch_w
     assert not torch.equal(seeded_randn(shape, torch.Generator().manual_seed(5)), seeded_randn(shape, torch.Generator().manual_seed(6)))
     other = seeded_randn((3, 1, 2, 8, 13), torch.Generator().manual_seed(5))  # another shape: its own draw
     assert torch.equal(other, torch.randn((3, 1, 2, 8, 13), generator=torch.Generator().manual_seed(5)))
+    with torch.inference_mode():
+        inside = seeded_randn(shape, torch.Generator().manual_seed(5))
+    assert inside.is_inference() and not seeded_randn(shape, torch.Generator().manual_seed(5)).is_inference()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert seeded_randn(shape, torch.Generator().manual_seed(5)).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)

@@ -22,7 +22,7 @@ from fusedet.datasets import (
     write_image,
     ycbcr_to_rgb,
 )
-from fusedet.errors import InputError
+from fusedet.errors import InputError, WriteError
 
 
 def _rng_image(shape, dtype=np.uint8, seed=0):
@@ -110,6 +110,17 @@ def test_write_image_is_atomic_and_readable(tmp_path):
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     np.testing.assert_allclose(read_image(path), np.rint(img * 255) / 255, atol=1e-6)
+
+
+def test_write_image_where_it_cannot_be_written_raises_one_write_error(tmp_path):
+    img = np.zeros((4, 4), np.float32)
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(WriteError, match=r"x.png: could not be written \(a folder of that name is in the way\)"):
+        write_image(tmp_path / "x.png", img)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match=r"y.png: could not be written \(.*file is a file, so no folder can be made"):
+        write_image(tmp_path / "file" / "y.png", img)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.png"]  # no temporary file left
 
 
 def test_real_tno_pair_is_gray(shared_data):
