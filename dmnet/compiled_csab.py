@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
 
 MAX_CHANNELS = 64
 TILE = 16  # pixels per row of the pooling loop: its inner loop then has unit stride and vectorises
@@ -50,7 +50,7 @@ def pool_tiles(x, r0, r1, sums, maxima):
             maxima[q] = max(maxima[q], v)
 
 
-@jit
+@helper
 def _maps_row(x, r, scale, yp, ring, slot, pad, cs):
     """Row r of y = x * scale (kept channel-planar in yp, C x W) and its channel-wise max and mixed mean
     (0.5 mean + 0.5 max) into ring[slot, 0 / 1, pad:pad + W]."""

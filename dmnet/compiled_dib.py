@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16
 
@@ -38,7 +38,7 @@ if NUMBA:
 _ZERO, _SIX = np.float32(0.0), np.float32(6.0)
 
 
-@jit
+@helper
 def _project(src, w, b, o, width, dst, relu6, ns):
     """dst[j] = b[o] + sum_i w[o, i] src[i, j] for j < width (ReLU6 of it when `relu6`), i < len(ns):
     the channel count as a tuple's length, a compile-time constant (as in dmnet.compiled_restormer)."""
@@ -49,7 +49,7 @@ def _project(src, w, b, o, width, dst, relu6, ns):
         dst[j] = min(max(acc, _ZERO), _SIX) if relu6 else acc
 
 
-@jit
+@helper
 def _depthwise_relu6(ring, up, mid, down, w, k, width, out):
     """out[j] = ReLU6(3x3 depthwise conv of channel k) at the row whose neighbours are ring slots up, mid,
     down; the ring's rows are padded by one reflected column on each side."""
@@ -63,7 +63,7 @@ def _depthwise_relu6(ring, up, mid, down, w, k, width, out):
         out[j] = min(max(acc, _ZERO), _SIX)
 
 
-@jit
+@helper
 def _reflect_columns(row, width):
     """Pad a ring row's channels (k x (width + 2), values in 1..width) by reflection: col 0 = col 2,
     col width + 1 = col width - 1 (nn.ReflectionPad2d(1))."""
@@ -72,7 +72,7 @@ def _reflect_columns(row, width):
         row[k, width + 1] = row[k, width - 1]
 
 
-@jit
+@helper
 def _reflect(i, height):
     return -i if i < 0 else (2 * (height - 1) - i if i >= height else i)
 
@@ -141,7 +141,7 @@ def coupling_band(x, r0, r1, w_mix, b_mix, e_phi, d_phi, p_phi, e_re, d_re, p_rh
                     _write_final(z2[s, o], total[h + o, c], first, scale, final[c], h + o, width)
 
 
-@jit
+@helper
 def _write_row(values, out, total, first, width):
     """out[:width] = values; total[:width] += values (= values when `first`)."""
     for j in range(width):
@@ -154,7 +154,7 @@ def _write_row(values, out, total, first, width):
             total[j] += values[j]
 
 
-@jit
+@helper
 def _write_final(values, total, first, scale, final, o, width):
     """final[j, o] = scale (total[j] + values[j]) (scale values[j] when `first`: a one-layer block)."""
     if first:

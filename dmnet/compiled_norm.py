@@ -53,13 +53,13 @@ if NUMBA:
     def _store(v, like):  # float32 `v` as an element of `like`'s storage type (ditto)
         raise NotImplementedError
 
-    @overload(_load)
+    @overload(_load, inline="always")
     def _load_impl(v):
         if v == types.uint16:
             return lambda v: bf16_to_f32(v)
         return lambda v: np.float32(v)
 
-    @overload(_store)
+    @overload(_store, inline="always")
     def _store_impl(v, like):
         if like == types.uint16:
             return lambda v, like: f32_to_bf16(v)

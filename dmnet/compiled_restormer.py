@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16  # wider blocks (the paper preset: 64) keep oneDNN; the unrolled code grows as C x 3C
 
@@ -53,7 +53,7 @@ if NUMBA:
 # counts, so they unroll and the pixel loops vectorise (about 10x a loop over a run-time count).
 
 
-@jit
+@helper
 def norm_project(x, r, w, b, eps, n, out, cs):
     """out[o, 1 + j] = b[o] + sum_i w[o, i] LN(x[:, r, j])[i] for the pixels j of row `r` of the
     C x H x W map `x`: LayerNorm over the channels (no affine: folded into w and b), then a 1x1
@@ -81,7 +81,7 @@ def norm_project(x, r, w, b, eps, n, out, cs):
                 acc += w[o, i] * n[i, j]
             out[o, 1 + j] = acc
 
-@jit
+@helper
 def depthwise(ring, rows, w, o, width, out):
     """out[:width] = 3x3 depthwise conv of channel `o` at the row whose neighbours are rings rows[0..2]."""
     a, m, z = ring[rows[0], o], ring[rows[1], o], ring[rows[2], o]
