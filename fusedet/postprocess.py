@@ -85,10 +85,12 @@ def _minmax(fused: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def _gaussian_taps() -> torch.Tensor:
-    x = torch.arange(-UNSHARP_RADIUS, UNSHARP_RADIUS + 1, dtype=torch.float64)
-    taps = torch.exp(-(x**2) / (2 * UNSHARP_SIGMA**2))
-    return (taps / taps.sum()).float()
+def _gaussian_taps() -> np.ndarray:
+    """The 2 UNSHARP_RADIUS + 1 normalised Gaussian taps, float32 (a numpy array: a cached tensor made
+    under inference mode could not enter a later autograd graph)."""
+    x = np.arange(-UNSHARP_RADIUS, UNSHARP_RADIUS + 1, dtype=np.float64)
+    taps = np.exp(-(x**2) / (2 * UNSHARP_SIGMA**2))
+    return (taps / taps.sum()).astype(np.float32)
 
 
 def _unsharp(fused: torch.Tensor, amount: float) -> torch.Tensor:
@@ -100,13 +102,12 @@ def _unsharp(fused: torch.Tensor, amount: float) -> torch.Tensor:
 
 def _blur(fused: torch.Tensor) -> torch.Tensor:
     """The Gaussian blur of each B x 1 x H x W image (BORDER_REFLECT_101), sides above UNSHARP_RADIUS."""
-    taps = _gaussian_taps()
+    kernel = _gaussian_taps()
     if fused.device.type == "cpu" and fused.dtype == torch.float32 and not fused.requires_grad:
-        kernel = taps.numpy()
         images = fused.detach().numpy()
         return torch.from_numpy(np.stack([cv2.sepFilter2D(np.ascontiguousarray(image[0]), -1, kernel, kernel,
                                                           borderType=cv2.BORDER_REFLECT_101)
                                           for image in images])[:, None])
-    taps, r = taps.to(fused.device, fused.dtype), UNSHARP_RADIUS
+    taps, r = torch.from_numpy(kernel).to(fused.device, fused.dtype), UNSHARP_RADIUS
     blurred = F.conv2d(F.pad(fused, (r, r, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
     return F.conv2d(F.pad(blurred, (0, 0, r, r), mode="reflect"), taps.view(1, 1, -1, 1))
