@@ -62,6 +62,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def append_text(path: str | os.PathLike, text: str) -> Path:
+    """Append UTF-8 `text` to `path` (made, with its folder, if missing): for journals, whose torn last
+    line a reader skips. An OSError becomes a :class:`fusedet.errors.WriteError` naming `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    return path
+
+
 def _write_error(path: Path, exc: OSError) -> WriteError:
     """The one-line error for a file that could not be written (an OSError while writing or renaming)."""
     if isinstance(exc, WriteError):

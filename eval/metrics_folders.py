@@ -33,7 +33,7 @@ import numpy as np
 
 from fusedet import runtime
 from fusedet.datasets import PairFolder, list_images
-from fusedet.datasets.atomic import check_output_folder, write_text_atomic
+from fusedet.datasets.atomic import append_text, check_output_folder, write_text_atomic
 from fusedet.datasets.headers import image_size, pair_size
 from fusedet.errors import InputError
 from fusedet.eval.metric_conventions import Convention, parse_conventions, select_metrics
@@ -273,9 +273,8 @@ class _Journal:
 
     def add(self, stem: str, values: dict[str, list[dict[str, float]]]) -> None:
         clean = {c: [{m: (None if math.isnan(v) else v) for m, v in d.items()} for d in rows] for c, rows in values.items()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:  # a torn last line is skipped on resume
-            handle.write(json.dumps({"stem": stem, "key": self._key(stem), "values": clean}) + "\n")
+        # a torn last line is skipped on resume; a failed write is one WriteError naming the journal
+        append_text(self.path, json.dumps({"stem": stem, "key": self._key(stem), "values": clean}) + "\n")
 
 
 @contextmanager

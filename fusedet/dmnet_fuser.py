@@ -150,6 +150,8 @@ class DMNetFuser(Fuser):
         for name, t in (("ir", ir), ("vis_y", vis_y)):
             if not t.is_floating_point():  # 0..255 integers would be read as far-out-of-range values
                 raise InputError(f"dmnet fuser: {name} must be a float tensor in [0, 1], got {t.dtype} (divide 8-bit images by 255)")
+            if not bool(torch.isfinite(t).all()):  # one NaN would spread over the whole fused image (attention, norms)
+                raise InputError(f"dmnet fuser: {name} holds NaN or infinite values")
         if self.device.type == "cpu" and self._small:
             runtime.keep_freed_memory()
         amp = self.precision == "bf16"

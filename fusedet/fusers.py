@@ -140,7 +140,17 @@ def fuse_color(fuser: Fuser, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tenso
 @torch.inference_mode()
 def fuse_arrays(fuser: Fuser, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
     """Fuse one pair of numpy images (IR H x W, VIS H x W x 3 RGB, float in [0, 1]) on the fuser's
-    device; returns the fused RGB image, H x W x 3 float32 in [0, 1]."""
+    device; returns the fused RGB image, H x W x 3 float32 in [0, 1]. InputError for integer images
+    (divide 8-bit ones by 255), other shapes, or sizes that differ."""
+    ir, vis = np.asarray(ir), np.asarray(vis)
+    for name, image in (("ir", ir), ("vis", vis)):
+        if not np.issubdtype(image.dtype, np.floating):
+            raise InputError(f"fuse_arrays: {name} must be a float image in [0, 1], got {image.dtype} "
+                             "(divide 8-bit images by 255, 16-bit ones by 65535)")
+    if ir.ndim != 2 or vis.ndim != 3 or vis.shape[2] != 3:
+        raise InputError(f"fuse_arrays: ir must be H x W and vis H x W x 3 (RGB), got {ir.shape} and {vis.shape}")
+    if ir.shape != vis.shape[:2]:
+        raise InputError(f"fuse_arrays: ir is {ir.shape[1]}x{ir.shape[0]} but vis {vis.shape[1]}x{vis.shape[0]}")
     ir_t = torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32))[None, None].to(fuser.device)
     vis_t = torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32)).permute(2, 0, 1)[None].to(fuser.device)
     fused = fuse_color(fuser, ir_t, vis_t)

@@ -10,11 +10,12 @@ the colours repeat with hatching (bars) or another marker shape (points).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from fusedet.datasets.atomic import atomic_path
 
 # Okabe-Ito, yellow last (weakest on white)
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
@@ -206,13 +207,7 @@ def _metric_axis_label(title: str) -> str:
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # open(): umask permissions
-    try:
+    """Write `fig` as a PNG at `path` atomically (a failed write: one WriteError naming the file)."""
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

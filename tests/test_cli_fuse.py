@@ -14,7 +14,7 @@ from dmnet.checkpoint import save_checkpoint
 from fusedet.cli import app
 from fusedet.datasets import read_image, read_pair, rgb_to_ycbcr, to_uint8
 from fusedet.dmnet_fuser import DMNetFuser, default_weights
-from fusedet.fusers import get_fuser
+from fusedet.fusers import fuse_arrays, get_fuser
 
 runner = CliRunner()
 
@@ -295,6 +295,20 @@ def test_fuser_api_errors_are_one_line_input_errors(weights):
     fuser = DMNetFuser(weights, precision="fp32")
     with pytest.raises(InputError, match="ir must be a float tensor in \\[0, 1\\], got torch.uint8"):
         fuser.fuse(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), torch.zeros(1, 1, 8, 8))
+    bad = torch.rand(1, 1, 8, 8)
+    bad[0, 0, 3, 4] = float("nan")
+    with pytest.raises(InputError, match="vis_y holds NaN or infinite values"):
+        fuser.fuse(torch.rand(1, 1, 8, 8), bad)
+    with pytest.raises(InputError, match="ir holds NaN"):
+        fuser.fuse(bad.clone().fill_(float("inf")), torch.rand(1, 1, 8, 8))
+    ir, vis = np.random.rand(8, 9).astype(np.float32), np.random.rand(8, 9, 3).astype(np.float32)
+    assert fuse_arrays(fuser, ir, vis).shape == (8, 9, 3)
+    for args, needle in [(((ir * 255).astype(np.uint8), vis), "ir must be a float image in \\[0, 1\\], got uint8"),
+                         ((ir, vis[..., 0]), "ir must be H x W and vis H x W x 3"),
+                         ((ir, vis[..., :1]), "ir must be H x W and vis H x W x 3"),
+                         ((ir[:, :8], vis), "ir is 8x8 but vis 9x8")]:
+        with pytest.raises(InputError, match=needle):
+            fuse_arrays(fuser, *args)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available here"):
             DMNetFuser(weights, device="cuda")

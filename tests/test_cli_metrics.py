@@ -151,6 +151,15 @@ def _error(result, *needles: str) -> None:
         assert needle in text, (needle, result.output)
 
 
+def test_a_journal_that_cannot_be_written_ends_in_one_line(tno):
+    root, _ = tno
+    out = root / "out"
+    (out / JOURNAL_NAME).mkdir(parents=True)  # a folder where the journal goes
+    result = _run(*_base(root), "--fused", f"mean={root / 'mean'}", "--metrics", "EN", "--out", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "could not be written (a folder of that name is in the way)" in " ".join(result.output.split())
+
+
 def test_missing_partner(tno):
     root, _ = tno
     (root / "vi" / "20.png").unlink()

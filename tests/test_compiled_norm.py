@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from compiled_routes import torch_route
 
 from dmnet import compiled, compiled_norm
 from dmnet.unet import ResBlock
-from tests.compiled_routes import torch_route
 
 pytestmark = pytest.mark.skipif(not compiled.NUMBA, reason="numba not installed: the torch route only")
 CL = torch.channels_last

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compiled_routes import assert_close_to_torch_and_float64, torch_route
 
 from dmnet import compiled
 from dmnet.compiled_upsample import supports, upsample_sum
-from tests.compiled_routes import assert_close_to_torch_and_float64, torch_route
 
 pytestmark = pytest.mark.skipif(not compiled.NUMBA, reason="numba not installed: the torch route only")
 CL = torch.channels_last

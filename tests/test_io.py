@@ -22,6 +22,7 @@ from fusedet.datasets import (
     write_image,
     ycbcr_to_rgb,
 )
+from fusedet.datasets.atomic import append_text
 from fusedet.errors import InputError, WriteError
 
 
@@ -121,6 +122,25 @@ def test_write_image_where_it_cannot_be_written_raises_one_write_error(tmp_path)
     with pytest.raises(WriteError, match=r"y.png: could not be written \(.*file is a file, so no folder can be made"):
         write_image(tmp_path / "file" / "y.png", img)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.png"]  # no temporary file left
+    with pytest.raises(WriteError, match=r"j.jsonl: could not be written \(.*file is a file"):
+        append_text(tmp_path / "file" / "j.jsonl", "{}\n")
+    assert append_text(tmp_path / "j.jsonl", "a\n") and append_text(tmp_path / "j.jsonl", "b\n").read_text() == "a\nb\n"
+
+
+def test_a_plot_that_cannot_be_saved_raises_one_write_error(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from fusedet.plots import _save
+
+    fig = plt.figure()
+    try:
+        (tmp_path / "ap.png").mkdir()
+        with pytest.raises(WriteError, match="ap.png: could not be written"):
+            _save(fig, tmp_path / "ap.png")
+        assert [p.name for p in tmp_path.iterdir()] == ["ap.png"]
+        assert _save(fig, tmp_path / "ok.png").stat().st_size > 0
+    finally:
+        plt.close(fig)
 
 
 def test_real_tno_pair_is_gray(shared_data):
