@@ -86,11 +86,14 @@ def use_full_vector_width() -> bool:
 use_full_vector_width()
 
 
+_NJIT = {"nogil": True, "fastmath": True, "error_model": "numpy", "cache": True}
+
+
 def jit(fn):
     """numba's nopython compilation as the compiled routes use it: the GIL released (the routes run
     row bands on threads), fast-math (contraction into FMAs, reassociation), cached on disk. Without
     numba the function is returned as it is (the routes are then off: :data:`AVAILABLE`)."""
-    return numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True)(fn) if NUMBA else fn
+    return numba.njit(**_NJIT)(fn) if NUMBA else fn
 
 
 def helper(fn):
@@ -99,7 +102,7 @@ def helper(fn):
     otherwise calls its helpers' separately compiled code, which with fast-math can round differently
     from the copy optimised into the kernel when the kernel was compiled: the first process on a machine
     (the one that compiles) fused 0.03-0.1 % of the values one grey level off every later process."""
-    return numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True, inline="always")(fn) if NUMBA else fn
+    return numba.njit(**_NJIT, inline="always")(fn) if NUMBA else fn
 
 
 if NUMBA:
