@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - numba is a dependency of fusedet; dmne
 
 NUMBA = numba is not None
 AVAILABLE = NUMBA and os.environ.get("DMNET_COMPILED", "1") != "0"
+TILE = 16  # pixels per row of the per-channel kernels' loops (tile_rows)
 
 
 def use_full_vector_width() -> bool:
@@ -185,6 +186,18 @@ def row_bands(images: int, height: int, threads: int) -> list[tuple[int, int, in
     per_image = min(height, max(1, threads) // math.gcd(images, max(1, threads)))
     edges = np.linspace(0, height, per_image + 1).round().astype(int)
     return [(i, int(r0), int(r1)) for i in range(images) for r0, r1 in zip(edges[:-1], edges[1:]) if r1 > r0]
+
+
+def tile_rows(flat: np.ndarray, channels: int, threads: int) -> list[tuple[int, np.ndarray, int, int]]:
+    """Work items over each image of `flat` (B x (P C): the values of channels-last images, one row
+    each) as rows of TILE pixels, TILE C values, the per-channel loops' layout with a unit-stride inner
+    loop that vectorises: (image, its rows as a 2-D view, first row, end row), in row bands for
+    `threads` threads (:func:`row_bands`), then the last P mod TILE pixels of each image as one short row."""
+    b, size = flat.shape
+    full, tail = divmod(size // channels, TILE)
+    span = TILE * channels
+    items = [(i, flat[i, :full * span].reshape(full, span), r0, r1) for i, r0, r1 in row_bands(b, full, threads)] if full else []
+    return items + ([(i, flat[i, full * span:].reshape(1, -1), 0, 1) for i in range(b)] if tail else [])
 
 
 @functools.lru_cache(maxsize=1)

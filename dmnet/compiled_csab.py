@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, TILE, float32_array, helper, jit, row_bands, run_bands, tile_rows
 
 MAX_CHANNELS = 64
-TILE = 16  # pixels per row of the pooling loop: its inner loop then has unit stride and vectorises
 
 if NUMBA:
     from dmnet.compiled import exp32
@@ -119,13 +118,9 @@ def csab_forward(csab: torch.nn.Module, x: torch.Tensor, threads: int | None = N
     b, c, height, width = x.shape
     threads = max(1, threads or torch.get_num_threads())
     pixels = x.detach().permute(0, 2, 3, 1).numpy()  # B x H x W x C views
-    flat = pixels.reshape(b, -1)
-    full, tail = divmod(height * width, TILE)
-    span = TILE * c
-    pieces = [(i, flat[i, :full * span].reshape(full, span), r0, r1) for i, r0, r1 in row_bands(b, full, threads)] if full else []
-    pieces += [(i, flat[i, full * span:].reshape(1, -1), 0, 1) for i in range(b)] if tail else []
-    sums = np.zeros((len(pieces), span), np.float64)
-    maxima = np.full((len(pieces), span), -np.inf, np.float32)
+    pieces = tile_rows(pixels.reshape(b, -1), c, threads)
+    sums = np.zeros((len(pieces), TILE * c), np.float64)
+    maxima = np.full((len(pieces), TILE * c), -np.inf, np.float32)
     run_bands(pool_tiles, [(src, r0, r1, sums[k], maxima[k]) for k, (_, src, r0, r1) in enumerate(pieces)], threads)
     total = np.zeros((b, c), np.float64)
     peak = np.full((b, c), -np.inf, np.float32)

@@ -34,11 +34,10 @@ import numpy as np
 import torch
 
 from dmnet import compiled
-from dmnet.compiled import NUMBA, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, TILE, jit, run_bands, tile_rows
 
 MAX_CHANNELS = 64
 MIN_PIXELS = 2**17  # per image: the lite U-Net's full-resolution level of a 480 x 640 pair, not its second
-TILE = 16  # pixels per row of the kernels' loops
 FLUSH = 64  # rows summed in float32 before they are added to the float64 totals
 
 if NUMBA:
@@ -130,17 +129,13 @@ def group_norm_silu(x: torch.Tensor, norm: torch.nn.GroupNorm, extra: torch.Tens
     values = _stored(x.detach().permute(0, 2, 3, 1)).reshape(b, -1)  # each image's values, flat (views)
     results = _stored(out_t.permute(0, 2, 3, 1)).reshape(b, -1)
     n = height * width
-    full, tail = divmod(n, TILE)
     span = TILE * c
-    # jobs: (image, its rows of TILE pixels, the output's, first row, end row); the last pixels as one short row
-    pieces = [(i, values[i, :full * span].reshape(full, span), results[i, :full * span].reshape(full, span), r0, r1)
-              for i, r0, r1 in row_bands(b, full, threads)] if full else []
-    pieces += [(i, values[i, full * span:].reshape(1, -1), results[i, full * span:].reshape(1, -1), 0, 1)
-               for i in range(b)] if tail else []
-    partial = np.zeros((len(pieces), 2, span), np.float64)
-    run_bands(tile_sums, [(src, r0, r1, partial[k]) for k, (_, src, _, r0, r1) in enumerate(pieces)], threads)
+    # (image, its rows of TILE pixels, first row, end row); the output's rows in the same items
+    sources, targets = tile_rows(values, c, threads), tile_rows(results, c, threads)
+    partial = np.zeros((len(sources), 2, span), np.float64)
+    run_bands(tile_sums, [(src, r0, r1, partial[k]) for k, (_, src, r0, r1) in enumerate(sources)], threads)
     sums = np.zeros((b, 2, span), np.float64)
-    for k, (i, *_) in enumerate(pieces):
+    for k, (i, *_) in enumerate(sources):
         sums[i] += partial[k]
     sums = sums.reshape(b, 2, TILE, c).sum(axis=2)  # b x (sum x, sum x^2) x c
     add = np.zeros((b, c)) if extra is None else extra.detach().double().numpy()
@@ -155,5 +150,5 @@ def group_norm_silu(x: torch.Tensor, norm: torch.nn.GroupNorm, extra: torch.Tens
     shift = beta + (add - np.repeat(mean, size, axis=1)) * scale
     scale, shift = (np.tile(t.astype(np.float32), (1, TILE)) for t in (scale, shift))
     run_bands(scale_shift_silu, [(src, r0, r1, scale[i, :src.shape[1]], shift[i, :src.shape[1]], dst)
-                                 for i, src, dst, r0, r1 in pieces], threads)
+                                 for (i, src, r0, r1), (_, dst, _, _) in zip(sources, targets)], threads)
     return out_t
