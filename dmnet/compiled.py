@@ -175,6 +175,18 @@ if NUMBA:
         return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
 
 
+def cpu_inference(*tensors, dtypes: tuple = ()) -> bool:
+    """What every compiled route needs: the routes switched on (:data:`AVAILABLE`), no autograd, no CPU
+    autocast, and each of `tensors` a 4-D channels-last CPU tensor of one of `dtypes` (float32 when
+    empty). The routes' own checks (channels, sizes, weights) come on top."""
+    import torch  # here, not at the top: the metrics kernels import this module without needing it
+
+    allowed = dtypes or (torch.float32,)
+    return (AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and all(t.device.type == "cpu" and t.dtype in allowed and t.dim() == 4
+                    and t.is_contiguous(memory_format=torch.channels_last) for t in tensors))
+
+
 def float32_array(t) -> np.ndarray:
     """A C-contiguous float32 numpy array of a CPU tensor's values (the kernels' operand form)."""
     return np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)

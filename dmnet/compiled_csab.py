@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmnet import compiled
-from dmnet.compiled import NUMBA, TILE, float32_array, helper, jit, row_bands, run_bands, tile_rows
+from dmnet.compiled import NUMBA, TILE, cpu_inference, float32_array, helper, jit, row_bands, run_bands, tile_rows
 
 MAX_CHANNELS = 64
 
@@ -106,9 +105,7 @@ def spatial_band(x, r0, r1, scale, w, bias, out, cs, ks):
 def supports(csab: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`csab_forward` may run `csab` on `x`: compiled route available, CPU inference (no
     autograd, no autocast), float32 channels-last 4-D input with at most MAX_CHANNELS channels."""
-    return (compiled.AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last) and 0 < x.shape[1] <= MAX_CHANNELS
+    return (cpu_inference(x) and 0 < x.shape[1] <= MAX_CHANNELS
             and x.shape[2] * x.shape[3] > 0 and csab.spatial.conv.weight.dtype == torch.float32)
 
 

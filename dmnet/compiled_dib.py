@@ -27,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, cpu_inference, float32_array, helper, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16
 
@@ -169,9 +168,7 @@ def supports(dib: torch.nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`dib_forward` may run `dib` on `x`: compiled route available, CPU inference (no
     autograd, no autocast), float32 channels-last 4-D input of at least 2 x 2 pixels, at most
     MAX_CHANNELS (even) channels."""
-    return (compiled.AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last) and len(dib.layers) > 0
+    return (cpu_inference(x) and len(dib.layers) > 0
             and x.shape[1] <= MAX_CHANNELS and x.shape[1] % 2 == 0 and x.shape[2] >= 2 and x.shape[3] >= 2
             and dib.layers[0].mix.weight.dtype == torch.float32)
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmnet import compiled
-from dmnet.compiled import NUMBA, TILE, jit, run_bands, tile_rows
+from dmnet.compiled import NUMBA, TILE, cpu_inference, jit, run_bands, tile_rows
 
 MAX_CHANNELS = 64
 MIN_PIXELS = 2**17  # per image: the lite U-Net's full-resolution level of a 480 x 640 pair, not its second
@@ -106,9 +105,7 @@ def supports(x: torch.Tensor, norm: torch.nn.GroupNorm) -> bool:
     """Whether :func:`group_norm_silu` computes ``silu(norm(x))``: the compiled routes available, CPU
     inference (no autograd, no autocast), a float32 or bfloat16 channels-last 4-D input of at most
     MAX_CHANNELS channels and at least MIN_PIXELS pixels per image, an affine GroupNorm of its channels."""
-    return (compiled.AVAILABLE and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] <= MAX_CHANNELS
+    return (cpu_inference(x, dtypes=(torch.float32, torch.bfloat16)) and x.shape[1] <= MAX_CHANNELS
             and x.shape[2] * x.shape[3] >= MIN_PIXELS and norm.affine and x.shape[1] == norm.num_channels)
 
 

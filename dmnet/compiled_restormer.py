@@ -40,8 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dmnet import compiled
-from dmnet.compiled import NUMBA, float32_array, helper, jit, row_bands, run_bands
+from dmnet.compiled import NUMBA, cpu_inference, float32_array, helper, jit, row_bands, run_bands
 
 MAX_CHANNELS = 16  # wider blocks (the paper preset: 64) keep oneDNN; the unrolled code grows as C x 3C
 
@@ -191,9 +190,7 @@ def supports(layers: Sequence[torch.nn.Module], x: torch.Tensor) -> bool:
     """Whether :func:`restormer_forward` may run the TransformerBlocks `layers` on `x`: compiled route
     available, inference on the CPU (no autograd, no autocast), float32 channels-last 4-D input, one head,
     at most MAX_CHANNELS channels."""
-    if not compiled.AVAILABLE or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or x.device.type != "cpu" \
-            or x.dtype != torch.float32 \
-            or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or len(layers) == 0:
+    if not cpu_inference(x) or len(layers) == 0:
         return False
     layer = layers[0]
     c = x.shape[1]

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dmnet import compiled
-from dmnet.compiled import float32_array, jit, row_bands, run_bands
+from dmnet.compiled import cpu_inference, float32_array, jit, row_bands, run_bands
 
 MAX_CHANNELS = 64
 
@@ -83,12 +82,10 @@ def _linear_table(size_in: int, size_out: int, count: int) -> tuple[np.ndarray, 
 
 def supports(maps: Sequence[torch.Tensor], base: torch.Tensor | None) -> bool:
     """Whether :func:`upsample_sum` takes the compiled route: compiled routes on, CPU inference (no
-    autograd), at least one map to upsample, float32 channels-last B x C x h x w maps (and base) of one
+    autograd, no autocast), at least one map to upsample, float32 channels-last B x C x h x w maps (and base) of one
     batch size and at most MAX_CHANNELS channels."""
     tensors = [*maps, *([base] if base is not None else [])]
-    return (compiled.AVAILABLE and not torch.is_grad_enabled() and len(maps) > 0
-            and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == 4
-                    and t.is_contiguous(memory_format=torch.channels_last) for t in tensors)
+    return (len(maps) > 0 and cpu_inference(*tensors)
             and len({t.shape[:2] for t in tensors}) == 1 and tensors[0].shape[1] <= MAX_CHANNELS)
 
 
